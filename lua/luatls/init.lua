@@ -1,0 +1,426 @@
+-- luatls: TLS clients and servers as short Lua scripts.
+--   connect / listen / session: the ways in
+--   spawn / sleep / run / stop: the scheduler of this Lua state
+local core = require "luatls.core"
+local loop = require "luatls.loop"
+local stream = require "luatls.stream"
+local policy = require "luatls.policy"
+local errors = require "luatls.errors"
+local x509 = require "luatls.x509"
+
+local type, error, pairs, ipairs, tostring, concat, setmetatable =
+	type, error, pairs, ipairs, tostring, table.concat, setmetatable
+
+local M = {
+	version = core.version,
+	gnutls_version = core.gnutls_version,
+	x509 = x509,
+	errors = errors,
+	explain = errors.explain,
+}
+
+local DEFAULT_HANDSHAKE_TIMEOUT = 10
+local DEFAULT_CONNECT_TIMEOUT = 10
+
+local function sched() return loop.default() end
+
+local function check_options(name, opts, allowed)
+	if type(opts) ~= "table" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(opts) .. ")", 3)
+	end
+	for k in pairs(opts) do
+		if not allowed[k] then
+			error("bad argument #1 to '" .. name .. "' (unknown option '" .. tostring(k) .. "')", 3)
+		end
+	end
+end
+
+local function check_type(name, opts, key, want)
+	local v = opts[key]
+	if v ~= nil and type(v) ~= want then
+		error("bad argument #1 to '" .. name .. "' (option '" .. key .. "' must be a " ..
+			want .. ", got " .. type(v) .. ")", 3)
+	end
+end
+
+-- Reads a PEM/DER value given inline or as a file path.
+local function data_of(value, what)
+	if value:find("-----BEGIN", 1, true) then return value end
+	local f, err = io.open(value, "rb")
+	if not f then
+		return nil, "cannot read " .. what .. " file: " .. err, "file"
+	end
+	local data = f:read("*a")
+	f:close()
+	return data
+end
+
+local function is_ip(host)
+	return host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
+end
+
+local CONTEXT_OPTIONS = {
+	certificate = "string", key = "string", certificates = "table",
+	cafile = "string", capath = "string", ca = "string", crl = "string",
+	alpn = "table", policy = "table", client_certificate = "string",
+}
+
+local contexts = setmetatable({}, { __mode = "v" })
+
+-- Builds (or reuses) the Context for a role and its options:
+-- Context | nil, message, code
+local function context_for(role, opts, pol)
+	local keyparts = { role, pol:priority() }
+	for _, k in ipairs { "certificate", "key", "cafile", "capath", "ca", "crl", "client_certificate" } do
+		keyparts[#keyparts + 1] = tostring(opts[k])
+	end
+	for _, p in ipairs(opts.alpn or {}) do keyparts[#keyparts + 1] = "alpn:" .. tostring(p) end
+	for _, pair in ipairs(opts.certificates or {}) do
+		keyparts[#keyparts + 1] = tostring(pair.certificate) .. tostring(pair.key)
+	end
+	local cachekey = concat(keyparts, "\0")
+	local ctx = contexts[cachekey]
+	if ctx then return ctx end
+
+	ctx = core.context(role)
+	local ok, err, code = ctx:priority(pol:priority())
+	if not ok then return nil, err, code end
+
+	local pairs_ = {}
+	if opts.certificate or opts.key then
+		if not (opts.certificate and opts.key) then
+			error("options 'certificate' and 'key' go together", 4)
+		end
+		pairs_[1] = { certificate = opts.certificate, key = opts.key }
+	end
+	for i, pair in ipairs(opts.certificates or {}) do
+		if type(pair) ~= "table" or type(pair.certificate) ~= "string" or type(pair.key) ~= "string" then
+			error("option 'certificates' must be a list of { certificate = ..., key = ... } (entry " .. i .. ")", 4)
+		end
+		pairs_[#pairs_ + 1] = pair
+	end
+	for _, pair in ipairs(pairs_) do
+		local cert, cerr, ccode = data_of(pair.certificate, "certificate")
+		if not cert then return nil, cerr, ccode end
+		local key, kerr, kcode = data_of(pair.key, "key")
+		if not key then return nil, kerr, kcode end
+		ok, err, code = ctx:add_keypair(cert, key)
+		if not ok then return nil, err, code end
+	end
+	if role == "server" and #pairs_ == 0 then
+		error("a server needs a certificate and key (options 'certificate' and 'key', or 'certificates')", 4)
+	end
+
+	local explicit_trust = opts.cafile or opts.capath or opts.ca
+	if opts.cafile then
+		local data, derr, dcode = data_of(opts.cafile, "CA")
+		if not data then return nil, derr, dcode end
+		ok, err, code = ctx:trust_pem(data)
+		if not ok then return nil, "cafile " .. opts.cafile .. ": " .. err, code end
+	end
+	if opts.ca then
+		ok, err, code = ctx:trust_pem(opts.ca)
+		if not ok then return nil, "ca: " .. err, code end
+	end
+	if opts.capath then
+		ok, err, code = ctx:trust_dir(opts.capath)
+		if not ok then return nil, err, code end
+	end
+	if opts.crl then
+		local data, derr, dcode = data_of(opts.crl, "CRL")
+		if not data then return nil, derr, dcode end
+		ok, err, code = ctx:crl_pem(data)
+		if not ok then return nil, err, code end
+	end
+	if role == "client" and not explicit_trust then
+		ok, err, code = ctx:trust_system()
+		if not ok then return nil, err, code end
+	end
+	if role == "server" then
+		local mode = opts.client_certificate or "none"
+		if mode ~= "none" and mode ~= "request" and mode ~= "require" then
+			error("option 'client_certificate' must be \"none\", \"request\" or \"require\"", 4)
+		end
+		if mode ~= "none" and not explicit_trust then
+			error("option 'client_certificate' needs cafile, capath or ca to verify clients", 4)
+		end
+		ctx:client_auth(mode)
+	end
+	if opts.alpn then ctx:alpn(opts.alpn) end
+	contexts[cachekey] = ctx
+	return ctx
+end
+
+local function check_context_options(name, opts)
+	for k, t in pairs(CONTEXT_OPTIONS) do check_type(name, opts, k, t) end
+	if opts.policy ~= nil and getmetatable(opts.policy) ~= policy.Policy then
+		error("bad argument #1 to '" .. name .. "' (option 'policy' must be made with luatls.policy)", 3)
+	end
+end
+
+local CONNECT_OPTIONS = {
+	host = true, port = true, address = true, server_name = true,
+	verify = true, verify_hostname = true, timeout = true,
+	handshake_timeout = true, connect_timeout = true,
+}
+for k in pairs(CONTEXT_OPTIONS) do CONNECT_OPTIONS[k] = true end
+
+-- Opens a TCP connection to one of the addresses: Socket | nil, msg, code
+local function tcp_connect(s, host, port, addresses, deadline)
+	local failures, last_code = {}, nil
+	for _, addr in ipairs(addresses) do
+		local sock, err, code = core.tcp_connect(addr, port)
+		if sock then
+			local rec = s:io(sock:fd(), "w")
+			local ok = s:wait_io(rec, "w", deadline)
+			s:close_watcher(rec)
+			if not ok then
+				sock:close()
+				return nil, "cannot connect to " .. host .. " port " .. port ..
+					": timeout (no answer from " .. addr .. ")", "timeout"
+			end
+			ok, err, code = sock:connected()
+			if ok then return sock end
+			sock:close()
+		end
+		failures[#failures + 1] = addr .. ": " .. (err:gsub("^.-: ", ""))
+		last_code = code
+	end
+	local hint = last_code == "ECONNREFUSED" and " (is the server running on that port?)" or ""
+	return nil, "cannot connect to " .. host .. " port " .. port .. ": " ..
+		concat(failures, "; ") .. hint, last_code
+end
+
+-- luatls.connect{ host, port, ... } -> Connection | nil, message, code
+function M.connect(opts)
+	check_options("connect", opts, CONNECT_OPTIONS)
+	check_context_options("connect", opts)
+	if type(opts.host) ~= "string" then
+		error("bad argument #1 to 'connect' (option 'host' must be a string)", 2)
+	end
+	if type(opts.port) ~= "number" or opts.port < 1 or opts.port > 65535 or opts.port % 1 ~= 0 then
+		error("bad argument #1 to 'connect' (option 'port' must be a port number)", 2)
+	end
+	for _, k in ipairs { "timeout", "handshake_timeout", "connect_timeout" } do
+		check_type("connect", opts, k, "number")
+	end
+	for _, k in ipairs { "verify", "verify_hostname" } do check_type("connect", opts, k, "boolean") end
+	check_type("connect", opts, "address", "string")
+	if opts.server_name ~= nil and opts.server_name ~= false and type(opts.server_name) ~= "string" then
+		error("bad argument #1 to 'connect' (option 'server_name' must be a string or false)", 2)
+	end
+	local s = sched()
+	local pol = opts.policy or policy.default
+	local host, port = opts.host, opts.port
+
+	local ctx, err, code = context_for("client", opts, pol)
+	if not ctx then return nil, err, code end
+
+	local addresses
+	if opts.address then
+		addresses = { opts.address }
+	else
+		addresses, err, code = core.resolve(host)
+		if not addresses then return nil, err, code end
+	end
+	local deadline = s:now() + (opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+	local sock
+	sock, err, code = tcp_connect(s, host, port, addresses, deadline)
+	if not sock then return nil, err, code end
+
+	local server_name = opts.server_name
+	if server_name == nil and not is_ip(host) then server_name = host end
+	local verify = opts.verify ~= false
+	local hostname
+	if verify and opts.verify_hostname ~= false then
+		hostname = server_name or host
+	end
+	local sess = core.session(ctx, {
+		fd = sock:fd(),
+		server_name = server_name or nil,
+		hostname = hostname,
+		verify = verify,
+	})
+	local peer_host, peer_port = sock:peer_address()
+	local conn = stream.new(s, sock, sess, {
+		role = "client", host = host, port = port, timeout = opts.timeout,
+		peer = peer_host and (peer_host .. ":" .. peer_port) or nil,
+	})
+	local ok, herr, hcode = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	if not ok then
+		conn:abort()
+		return nil, herr, hcode
+	end
+	return conn
+end
+
+local LISTEN_OPTIONS = {
+	host = true, port = true, backlog = true, timeout = true,
+	handshake_timeout = true, on_error = true, on_handshake_error = true,
+}
+for k in pairs(CONTEXT_OPTIONS) do LISTEN_OPTIONS[k] = true end
+
+local Server = {}
+Server.__index = Server
+Server.__name = "luatls.Server"
+
+-- server:address() -> host, port it listens on
+function Server:address()
+	return self.host, self.port
+end
+
+-- server:close() stops accepting; open connections go on.
+function Server:close()
+	if self.closed then return end
+	self.closed = true
+	local s = self.sched
+	s:close_watcher(self.rec)
+	self.sock:close()
+	s.servers = s.servers - 1
+	if s.servers == 0 and s.signal_recs then
+		for _, rec in ipairs(s.signal_recs) do s:close_watcher(rec) end
+		s.signal_recs = nil
+	end
+end
+
+Server.__tostring = function(self)
+	return "luatls.Server (" .. self.host .. ":" .. self.port .. (self.closed and ", closed" or "") .. ")"
+end
+
+local function report(msg)
+	io.stderr:write("luatls: connection handler failed: ", msg, "\n")
+end
+
+-- Serves one accepted socket: handshake, then the user's handler.
+local function serve(server, sock, addr, port, handler, holder)
+	local opts = server.opts
+	local sess = core.session(server.ctx, { fd = sock:fd() })
+	local conn = stream.new(server.sched, sock, sess, {
+		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
+	})
+	holder.conn = conn
+	local ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	if not ok then
+		conn:abort()
+		server.handshake_failures = server.handshake_failures + 1
+		if opts.on_handshake_error then opts.on_handshake_error(err, code, addr .. ":" .. port) end
+		return
+	end
+	handler(conn)
+	if not conn.closed then conn:close() end
+end
+
+-- luatls.listen({ host, port, certificate, key, ... }, handler) -> Server.
+-- handler(conn) runs in its own coroutine for each connection, after the
+-- handshake; the connection is closed when it returns.
+function M.listen(opts, handler)
+	check_options("listen", opts, LISTEN_OPTIONS)
+	check_context_options("listen", opts)
+	if type(handler) ~= "function" then
+		error("bad argument #2 to 'listen' (function expected, got " .. type(handler) .. ")", 2)
+	end
+	if type(opts.port) ~= "number" or opts.port < 0 or opts.port > 65535 or opts.port % 1 ~= 0 then
+		error("bad argument #1 to 'listen' (option 'port' must be a port number, 0 for any)", 2)
+	end
+	check_type("listen", opts, "host", "string")
+	for _, k in ipairs { "timeout", "handshake_timeout", "backlog" } do check_type("listen", opts, k, "number") end
+	for _, k in ipairs { "on_error", "on_handshake_error" } do check_type("listen", opts, k, "function") end
+
+	local s = sched()
+	local pol = opts.policy or policy.default
+	local ctx, err, code = context_for("server", opts, pol)
+	if not ctx then return nil, err, code end
+	local host = opts.host or "127.0.0.1"
+	local lsock
+	lsock, err, code = core.tcp_listen(host, opts.port, opts.backlog)
+	if not lsock then return nil, err, code end
+	local _, port = lsock:local_address()
+
+	local server = setmetatable({
+		sched = s, sock = lsock, ctx = ctx, opts = opts, host = host, port = port,
+		rec = s:io(lsock:fd(), "r"), handshake_failures = 0, accepted = 0,
+	}, Server)
+	s.servers = (s.servers or 0) + 1
+	if not s.signal_recs then
+		local function stop() s:stop() end
+		s.signal_recs = { s:signal(core.signals.SIGINT, stop), s:signal(core.signals.SIGTERM, stop) }
+	end
+	s:at_stop(function() server:close() end)
+
+	local on_error = opts.on_error or report
+	s:spawn(function()
+		while not server.closed do
+			local sock, addr, cport = lsock:accept()
+			if sock then
+				server.accepted = server.accepted + 1
+				local holder = {}
+				s:spawn(serve, function(msg)
+					if holder.conn then holder.conn:abort() end
+					on_error(msg)
+				end, server, sock, addr, cport, handler, holder)
+			elseif cport == "wantread" then
+				s:wait_io(server.rec, "r", nil)
+			elseif not server.closed then
+				-- out of file descriptors and the like: back off, keep serving
+				io.stderr:write("luatls: accept failed: ", tostring(addr), "\n")
+				s:sleep(0.1)
+			end
+		end
+	end)
+	return server
+end
+
+-- luatls.session{ role = "client"|"server", ... } -> a Session over the
+-- in-memory transport: feed() it the peer's bytes, drain() what to send.
+local SESSION_OPTIONS = { role = true, server_name = true, verify = true, verify_hostname = true }
+for k in pairs(CONTEXT_OPTIONS) do SESSION_OPTIONS[k] = true end
+
+function M.session(opts)
+	check_options("session", opts, SESSION_OPTIONS)
+	check_context_options("session", opts)
+	if opts.role ~= "client" and opts.role ~= "server" then
+		error("bad argument #1 to 'session' (option 'role' must be \"client\" or \"server\")", 2)
+	end
+	local pol = opts.policy or policy.default
+	local ctx, err, code = context_for(opts.role, opts, pol)
+	if not ctx then return nil, err, code end
+	local verify = opts.verify ~= false
+	local hostname
+	if opts.role == "client" and verify and opts.verify_hostname ~= false then
+		hostname = opts.server_name
+	end
+	return core.session(ctx, {
+		server_name = opts.role == "client" and opts.server_name or nil,
+		hostname = hostname, verify = verify,
+	})
+end
+
+-- luatls.policy{ rules } -> Policy
+M.policy = setmetatable({}, {
+	__call = function(_, rules) return policy.new(rules) end,
+	__index = policy,
+})
+
+function M.spawn(fn, ...) return sched():spawn(fn, nil, ...) end
+function M.sleep(seconds) return sched():sleep(seconds) end
+function M.now() return sched():now() end
+
+-- Runs the loop until every coroutine is done (or stop()'s grace is over).
+function M.run() return sched():run() end
+
+-- Stops gracefully: listeners stop accepting, open connections get
+-- grace seconds (default 5) to finish, then run() returns.
+function M.stop(grace)
+	if grace ~= nil and (type(grace) ~= "number" or grace < 0) then
+		error("bad argument #1 to 'stop' (non-negative number expected)", 2)
+	end
+	local s = sched()
+	s:at_finish(function()
+		for conn in stream.each_open() do
+			if conn.sched == s then conn:abort() end
+		end
+	end)
+	return s:stop(grace)
+end
+
+return M

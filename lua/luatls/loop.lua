@@ -1,0 +1,353 @@
+-- The scheduler: runs coroutines over one libev loop. A coroutine that
+-- waits yields to the scheduler with what it waits for (a watcher and/or a
+-- deadline); libev reports which watchers fired; the scheduler resumes the
+-- ready coroutines. Errors of spawned coroutines are raised from run() with
+-- their traceback, never lost.
+local core = require "luatls.core"
+
+local coroutine, error, setmetatable, type, pcall, pairs, select, tostring, unpack =
+	coroutine, error, setmetatable, type, pcall, pairs, select, tostring, table.unpack or unpack
+local traceback = debug.traceback
+local floor = math.floor
+
+local M = {}
+local Scheduler = {}
+Scheduler.__index = Scheduler
+
+local WAIT = setmetatable({}, { __tostring = function() return "luatls.wait" end })
+
+-- A binary heap of { time, co, seq } ordered by time.
+local function heap_push(h, e)
+	local n = #h + 1
+	h[n] = e
+	while n > 1 do
+		local p = floor(n / 2)
+		if h[p][1] <= e[1] then break end
+		h[n], h[p] = h[p], e
+		n = p
+	end
+end
+
+local function heap_pop(h)
+	local top, n = h[1], #h
+	local last = h[n]
+	h[n] = nil
+	n = n - 1
+	if n > 0 then
+		local i = 1
+		while true do
+			local l, r, m = 2 * i, 2 * i + 1, i
+			if l <= n and h[l][1] < (m == i and last or h[m])[1] then m = l end
+			if r <= n and h[r][1] < (m == i and last or h[m])[1] then m = r end
+			if m == i then break end
+			h[i] = h[m]
+			i = m
+		end
+		h[i] = last
+	end
+	return top
+end
+
+function M.new(options)
+	local self = setmetatable({
+		ev = core.loop(options),
+		next_id = 0,
+		by_id = {},        -- watcher id -> record { co, watcher, fn }
+		heap = {},         -- deadlines
+		waiting = {},      -- co -> wait sequence number, while it waits
+		seq = 0,
+		queue = {}, qhead = 1, qtail = 0, -- coroutines ready to run
+		fired = {},
+		live = 0,          -- coroutines spawned and not finished
+		handlers = {},     -- co -> error handler
+		on_stop = {},      -- functions called once by stop()
+		stopping = false,
+	}, Scheduler)
+	return self
+end
+
+-- Registers a new watcher record; returns its id.
+function Scheduler:register(record)
+	local id = self.next_id + 1
+	self.next_id = id
+	self.by_id[id] = record
+	return id
+end
+
+function Scheduler:unregister(id)
+	self.by_id[id] = nil
+end
+
+-- Closes the watcher of a record made by io() or signal(); a coroutine
+-- waiting on it is woken with "closed".
+function Scheduler:close_watcher(rec)
+	if rec.closed then return end
+	rec.closed = true
+	rec.watcher:close()
+	self.by_id[rec.id] = nil
+	if rec.co then
+		local co = rec.co
+		rec.co = nil
+		self:wake(co, "closed")
+	end
+end
+
+-- An io watcher for fd, reused across waits: returns the record.
+function Scheduler:io(fd, dir)
+	local rec = {}
+	local id = self:register(rec)
+	rec.id = id
+	rec.watcher = self.ev:io(id, fd, dir)
+	rec.fd, rec.dir = fd, dir
+	return rec
+end
+
+-- A signal watcher that calls fn (outside ev_run) each time sig arrives.
+function Scheduler:signal(sig, fn)
+	local rec = { fn = fn }
+	local id = self:register(rec)
+	rec.id = id
+	rec.watcher = self.ev:signal(id, sig)
+	rec.watcher:start()
+	return rec
+end
+
+function Scheduler:now()
+	return self.ev:now()
+end
+
+local function enqueue(self, co, ...)
+	local t = self.qtail + 1
+	self.qtail = t
+	self.queue[t] = { co, select("#", ...), ... }
+end
+
+local function check_waitable()
+	local co, main = coroutine.running()
+	if co == nil or main then
+		error("luatls: this call waits, so it must run inside a coroutine " ..
+			"started with luatls.spawn (or a luatls.listen handler)", 3)
+	end
+	return co
+end
+
+-- Waits until the io record is ready or the deadline (absolute, loop time)
+-- passes. Returns true, or nil, "timeout". deadline nil: no deadline.
+function Scheduler:wait_io(rec, dir, deadline)
+	local co = check_waitable()
+	if rec.closed then return nil, "closed" end
+	if rec.dir ~= dir then
+		rec.watcher:set(rec.fd, dir)
+		rec.dir = dir
+	end
+	rec.co = co
+	rec.watcher:start()
+	local why = self:suspend(co, deadline)
+	rec.co = nil
+	if why ~= "ready" then
+		if not rec.closed then rec.watcher:stop() end
+		return nil, why
+	end
+	return true
+end
+
+-- Suspends co until resumed with a reason; arms the deadline if any.
+function Scheduler:suspend(co, deadline)
+	self.seq = self.seq + 1
+	local seq = self.seq
+	self.waiting[co] = seq
+	if deadline then heap_push(self.heap, { deadline, co, seq }) end
+	local why = coroutine.yield(WAIT)
+	self.waiting[co] = nil
+	return why
+end
+
+-- Sleeps for the given number of seconds (0 lets the others run).
+function Scheduler:sleep(seconds)
+	local co = check_waitable()
+	if type(seconds) ~= "number" or seconds < 0 then
+		error("bad argument #1 to 'sleep' (non-negative number expected)", 2)
+	end
+	self:suspend(co, self:now() + seconds)
+end
+
+-- Wakes a coroutine suspended in suspend() (e.g. on an event of the
+-- library's own); ignored if it is not waiting.
+function Scheduler:wake(co, why)
+	if self.waiting[co] then
+		self.waiting[co] = nil
+		enqueue(self, co, why or "ready")
+	end
+end
+
+-- Starts fn(...) in a new coroutine. on_error(err_with_traceback), if
+-- given, handles its failure; otherwise run() raises it.
+function Scheduler:spawn(fn, on_error, ...)
+	if type(fn) ~= "function" then
+		error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 3)
+	end
+	local co = coroutine.create(fn)
+	self.live = self.live + 1
+	if on_error then self.handlers[co] = on_error end
+	enqueue(self, co, ...)
+	return co
+end
+
+local function resume(self, co, n, ...)
+	local ok, res = coroutine.resume(co, ...)
+	if coroutine.status(co) == "dead" then
+		self.live = self.live - 1
+		local handler = self.handlers[co]
+		self.handlers[co] = nil
+		if not ok then
+			local msg = traceback(co, tostring(res))
+			if handler then
+				local hok, herr = pcall(handler, msg)
+				if not hok then error(herr, 0) end
+			else
+				error(msg, 0)
+			end
+		end
+	elseif res ~= WAIT then
+		-- a plain coroutine.yield(): run again on the next turn
+		enqueue(self, co)
+	end
+end
+
+local function run_queue(self)
+	-- only what is queued now: coroutines queued meanwhile wait a turn
+	local last = self.qtail
+	while self.qhead <= last do
+		local h = self.qhead
+		local e = self.queue[h]
+		self.queue[h] = nil
+		self.qhead = h + 1
+		resume(self, e[1], e[2], unpack(e, 3, e[2] + 2))
+	end
+end
+
+local function expire(self, now)
+	local heap = self.heap
+	while heap[1] and heap[1][1] <= now do
+		local e = heap_pop(heap)
+		if self.waiting[e[2]] == e[3] then
+			self.waiting[e[2]] = nil
+			enqueue(self, e[2], "timeout")
+		end
+	end
+end
+
+-- One turn: run the ready coroutines, then wait for events.
+function Scheduler:step(max_wait)
+	run_queue(self)
+	if self.live == 0 then return false end
+	local timeout
+	if self.qhead <= self.qtail then
+		timeout = 0
+	else
+		local top = self.heap[1]
+		while top and self.waiting[top[2]] ~= top[3] do -- drop stale deadlines
+			heap_pop(self.heap)
+			top = self.heap[1]
+		end
+		if top then
+			timeout = top[1] - self:now()
+			if timeout < 0 then timeout = 0 end
+		end
+		if max_wait and (timeout == nil or timeout > max_wait) then timeout = max_wait end
+	end
+	local fired = self.fired
+	local n = self.ev:step(timeout, fired)
+	for i = 1, n do
+		local rec = self.by_id[fired[i]]
+		fired[i] = nil
+		if rec then
+			if rec.fn then
+				rec.fn()
+			elseif rec.co then
+				local co = rec.co
+				rec.co = nil
+				self:wake(co, "ready")
+			end
+		end
+	end
+	expire(self, self:now())
+	return true
+end
+
+-- Runs until every coroutine has finished, or until stop() and its grace
+-- period are over. until_time (absolute) bounds the run: returns false if
+-- it was reached with coroutines still alive.
+function Scheduler:run(until_time)
+	while self.live > 0 do
+		if self.stop_deadline and self:now() >= self.stop_deadline then
+			break
+		end
+		local max_wait
+		if until_time then
+			max_wait = until_time - self:now()
+			if max_wait <= 0 then return false end
+		end
+		if self.stop_deadline then
+			local left = self.stop_deadline - self:now()
+			if not max_wait or left < max_wait then max_wait = left end
+		end
+		if max_wait and max_wait < 0 then max_wait = 0 end
+		self:step(max_wait)
+	end
+	if self.stop_deadline then
+		self:finish_stop()
+	end
+	return true
+end
+
+-- Stops gracefully: listeners stop accepting, open connections get grace
+-- seconds to finish; then run() returns.
+function Scheduler:stop(grace)
+	if self.stopping then return end
+	self.stopping = true
+	self.stop_deadline = self:now() + (grace or 5)
+	local hooks = self.on_stop
+	self.on_stop = {}
+	for i = 1, #hooks do hooks[i]() end
+end
+
+-- After stop: closes what is still open and forgets the coroutines that
+-- did not finish within the grace period.
+function Scheduler:finish_stop()
+	local hooks = self.on_finish or {}
+	self.on_finish = nil
+	for i = 1, #hooks do pcall(hooks[i]) end
+	for _, rec in pairs(self.by_id) do
+		if rec.co then rec.watcher:stop() rec.co = nil end
+	end
+	self.stop_deadline = nil
+	self.stopping = false
+	self.live = 0
+	self.waiting, self.heap, self.handlers = {}, {}, {}
+	self.queue, self.qhead, self.qtail = {}, 1, 0
+end
+
+function Scheduler:at_stop(fn)
+	self.on_stop[#self.on_stop + 1] = fn
+end
+
+function Scheduler:at_finish(fn)
+	self.on_finish = self.on_finish or {}
+	self.on_finish[#self.on_finish + 1] = fn
+end
+
+-- The default scheduler of this Lua state.
+local default
+function M.default()
+	if not default then default = M.new() end
+	return default
+end
+
+-- Replaces the default scheduler (used by specs to start afresh).
+function M.reset()
+	default = nil
+end
+
+M.Scheduler = Scheduler
+return M

@@ -1,0 +1,253 @@
+-- A TLS connection as a buffered, socket-like object. Every call that waits
+-- yields to the scheduler; C only ever makes one non-blocking attempt.
+local errors = require "luatls.errors"
+
+local setmetatable, type, error, tostring, concat, min =
+	setmetatable, type, error, tostring, table.concat, math.min
+local find, sub = string.find, string.sub
+
+local M = {}
+local Stream = {}
+Stream.__index = Stream
+Stream.__name = "luatls.Connection"
+
+local live = setmetatable({}, { __mode = "k" }) -- open streams, for stop()
+
+-- new(sched, sock, sess, { peer = "addr:port", host, port, role, timeout })
+function M.new(sched, sock, sess, opts)
+	local fd = sock:fd()
+	local self = setmetatable({
+		sched = sched,
+		sock = sock,
+		sess = sess,
+		rec = sched:io(fd, "r"),
+		buf = "",
+		timeout = opts.timeout,
+		peer = opts.peer,
+		host = opts.host,
+		port = opts.port,
+		role = opts.role,
+	}, Stream)
+	live[self] = true
+	return self
+end
+
+function M.each_open()
+	return next, live, nil
+end
+
+local function check(self, name)
+	if getmetatable(self) ~= Stream then
+		error("bad argument #1 to '" .. name .. "' (luatls.Connection expected)", 3)
+	end
+	if self.closed then
+		error("connection is closed", 3)
+	end
+end
+
+local function deadline_of(self, seconds)
+	if seconds == nil then seconds = self.timeout end
+	return seconds and (self.sched:now() + seconds) or nil
+end
+
+local function direction(code)
+	return code == "wantwrite" and "w" or "r"
+end
+
+-- Waits for the direction the last attempt asked for; nil, message,
+-- "timeout" when the deadline passes.
+local function await(self, code, deadline, doing)
+	local ok = self.sched:wait_io(self.rec, direction(code), deadline)
+	if ok then return true end
+	return nil, (doing .. ": timeout" .. (self.peer and (", " .. self.peer .. " sent nothing in time") or "")), "timeout"
+end
+
+-- Runs the handshake until done, failed or past the deadline.
+function Stream:handshake(seconds)
+	check(self, "handshake")
+	local deadline = deadline_of(self, seconds)
+	while true do
+		local ok, err, code = self.sess:handshake()
+		if ok then return self end
+		if code ~= "wantread" and code ~= "wantwrite" then
+			local msg, c = errors.handshake(err, code, {
+				role = self.role, host = self.host, port = self.port,
+				peer = self.peer, session = self.sess })
+			return nil, msg, c
+		end
+		local waited, werr, wcode = await(self, code, deadline, "handshake")
+		if not waited then
+			return nil, "handshake timeout: " .. (self.role == "server" and "the client " or "the server ") ..
+				(self.peer or "") .. " did not complete the TLS handshake in time", wcode or werr
+		end
+	end
+end
+
+-- Reads one chunk into the buffer: true | nil, message, code
+local function fill(self, deadline)
+	while true do
+		local data, err, code = self.sess:recv()
+		if data then
+			self.buf = self.buf .. data
+			return true
+		end
+		if code ~= "wantread" and code ~= "wantwrite" then
+			return nil, err, code
+		end
+		local ok, werr, wcode = await(self, code, deadline, "receive")
+		if not ok then return nil, werr, wcode end
+	end
+end
+
+local function take(self, n)
+	local s = sub(self.buf, 1, n)
+	self.buf = sub(self.buf, n + 1)
+	return s
+end
+
+-- receive(pattern [, prefix]) the LuaSocket way: "*l" (or "l") a line
+-- without its end of line, "*a" (or "a") everything until the peer closes,
+-- a number for that many bytes. Failures: nil, message, code, partial.
+function Stream:receive(pattern, prefix)
+	check(self, "receive")
+	pattern = pattern or "*l"
+	if prefix ~= nil and type(prefix) ~= "string" then
+		error("bad argument #2 to 'receive' (string expected)", 2)
+	end
+	if prefix then self.buf = prefix .. self.buf end
+	local deadline = deadline_of(self)
+	if type(pattern) == "number" then
+		if pattern < 0 or pattern % 1 ~= 0 then
+			error("bad argument #1 to 'receive' (non-negative integer expected)", 2)
+		end
+		while #self.buf < pattern do
+			local ok, err, code = fill(self, deadline)
+			if not ok then return nil, err, code, take(self, #self.buf) end
+		end
+		return take(self, pattern)
+	elseif pattern == "*l" or pattern == "l" then
+		local from = 1
+		while true do
+			local nl = find(self.buf, "\n", from, true)
+			if nl then
+				local line = take(self, nl)
+				return (line:gsub("\r?\n$", ""))
+			end
+			from = #self.buf + 1
+			local ok, err, code = fill(self, deadline)
+			if not ok then return nil, err, code, take(self, #self.buf) end
+		end
+	elseif pattern == "*a" or pattern == "a" then
+		while true do
+			local ok, err, code = fill(self, deadline)
+			if not ok then
+				if code == "closed" then return take(self, #self.buf) end
+				return nil, err, code, take(self, #self.buf)
+			end
+		end
+	end
+	error("bad argument #1 to 'receive' (invalid pattern '" .. tostring(pattern) .. "')", 2)
+end
+
+-- send(data [, i [, j]]) -> index of the last byte sent | nil, message,
+-- code, index of the last byte sent
+function Stream:send(data, i, j)
+	check(self, "send")
+	if type(data) ~= "string" then
+		error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
+	end
+	i = i or 1
+	j = j or #data
+	if i < 1 then i = 1 end
+	if j > #data then j = #data end
+	local deadline = deadline_of(self)
+	local s = (i == 1 and j == #data) and data or sub(data, i, j)
+	local pos, last = 1, #s
+	while pos <= last do
+		local n, err, code = self.sess:send(s, pos)
+		if n then
+			pos = pos + n
+		elseif code == "wantread" or code == "wantwrite" then
+			local ok, werr, wcode = await(self, code, deadline, "send")
+			if not ok then return nil, werr, wcode, i + pos - 2 end
+		else
+			return nil, err, code, i + pos - 2
+		end
+	end
+	return j
+end
+
+-- Sends close_notify (bounded by the timeout, at most 2 s when none is
+-- set), then closes. Safe to call twice.
+function Stream:close()
+	if self.closed then return true end
+	self.closed = true
+	live[self] = nil
+	local sess = self.sess
+	if not self.failed then
+		local deadline = self.sched:now() + (self.timeout and min(self.timeout, 2) or 2)
+		local co, main = coroutine.running()
+		local inside = co ~= nil and not main
+		while true do
+			local ok, _, code = sess:bye()
+			if ok or (code ~= "wantread" and code ~= "wantwrite") or not inside then break end
+			if not self.sched:wait_io(self.rec, direction(code), deadline) then break end
+		end
+	end
+	self.sched:close_watcher(self.rec)
+	sess:close()
+	self.sock:close()
+	return true
+end
+
+-- Closes without waiting for close_notify to be sent (used by stop()).
+function Stream:abort()
+	self.failed = true
+	return self:close()
+end
+
+-- Sets the per-operation timeout in seconds (nil: wait as long as it takes).
+function Stream:settimeout(seconds)
+	check(self, "settimeout")
+	if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
+		error("bad argument #1 to 'settimeout' (non-negative number or nil expected)", 2)
+	end
+	self.timeout = seconds
+	return true
+end
+
+-- What was negotiated, plus where the peer is.
+function Stream:info()
+	check(self, "info")
+	local info = self.sess:info()
+	info.peer_address = self.peer
+	return info
+end
+
+-- The peer's certificate chain, leaf first, as Certificate objects.
+function Stream:peer_certificates()
+	check(self, "peer_certificates")
+	return self.sess:peer_certificates()
+end
+
+function Stream:getfd()
+	check(self, "getfd")
+	return self.sock:fd()
+end
+
+-- The underlying luatls.Session, for what the stream does not wrap.
+function Stream:session()
+	check(self, "session")
+	return self.sess
+end
+
+function Stream.__tostring(self)
+	return "luatls.Connection (" .. (self.closed and "closed" or (self.role or "?")) ..
+		(self.peer and (", " .. self.peer) or "") .. ")"
+end
+
+Stream.__close = Stream.close
+Stream.dirty = function(self) return #self.buf > 0 or self.sess:pending() > 0 end
+
+M.Stream = Stream
+return M

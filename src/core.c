@@ -1,0 +1,250 @@
+/* luatls.core: module entry point, shared helpers and failure triples. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../include/luatls.h"
+#include "internal.h"
+
+#define HOST_LOOP_KEY "luatls.hostloop"
+
+int luatls_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	lua_pushnil(L);
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	lua_pushstring(L, code);
+	return 3;
+}
+
+int luatls_fail_gnutls(lua_State *L, int err, const char *what)
+{
+	const char *name = gnutls_strerror_name(err);
+	return luatls_fail(L, name ? name : "GNUTLS_E_UNKNOWN", "%s: %s", what,
+			   gnutls_strerror(err));
+}
+
+/* Errno names for the codes a socket user meets; others get "errno:N". */
+static const char *errno_name(int err)
+{
+	switch (err) {
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case ECONNRESET: return "ECONNRESET";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case EHOSTUNREACH: return "EHOSTUNREACH";
+	case ENETUNREACH: return "ENETUNREACH";
+	case EADDRINUSE: return "EADDRINUSE";
+	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+	case EACCES: return "EACCES";
+	case EPIPE: return "EPIPE";
+	case EMFILE: return "EMFILE";
+	case ENFILE: return "ENFILE";
+	case EINVAL: return "EINVAL";
+	case ENOENT: return "ENOENT";
+	case ENOTCONN: return "ENOTCONN";
+	default: return NULL;
+	}
+}
+
+int luatls_fail_errno(lua_State *L, int err, const char *what)
+{
+	const char *name = errno_name(err);
+	if (name != NULL)
+		return luatls_fail(L, name, "%s: %s", what, strerror(err));
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: %s", what, strerror(err));
+	lua_pushfstring(L, "errno:%d", err);
+	return 3;
+}
+
+int luatls_wouldblock(lua_State *L, int writing)
+{
+	return writing ? luatls_fail(L, "wantwrite", "would block (write)")
+		       : luatls_fail(L, "wantread", "would block (read)");
+}
+
+void *luatls_newobject(lua_State *L, size_t size, const char *mt)
+{
+	void *p = luatls_newuserdata(L, size);
+	memset(p, 0, size);
+	luaL_setmetatable(L, mt);
+	lua_newtable(L);
+	lua_setuservalue(L, -2);
+	return p;
+}
+
+void luatls_setref(lua_State *L, int obj, const char *key)
+{
+	obj = lua_absindex(L, obj);
+	lua_getuservalue(L, obj);
+	lua_insert(L, -2);
+	lua_setfield(L, -2, key);
+	lua_pop(L, 1);
+}
+
+void luatls_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+		     const luaL_Reg *meta)
+{
+	luaL_newmetatable(L, name);
+	luaL_setfuncs(L, meta, 0);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "__name");
+	lua_pop(L, 1);
+}
+
+void luatls_checkoptions(lua_State *L, int i, const char *const allowed[])
+{
+	i = lua_absindex(L, i);
+	luaL_checktype(L, i, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, i)) {
+		int j, ok = 0;
+		lua_pop(L, 1);
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			const char *k = lua_tostring(L, -1);
+			for (j = 0; allowed[j] != NULL; j++)
+				if (strcmp(k, allowed[j]) == 0)
+					ok = 1;
+			if (!ok)
+				luaL_error(L, "unknown option '%s'", k);
+		} else {
+			luaL_error(L, "option names must be strings");
+		}
+	}
+}
+
+const char *luatls_optfield_string(lua_State *L, int i, const char *key)
+{
+	const char *s;
+	lua_getfield(L, i, key);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "option '%s' must be a string", key);
+	s = lua_tostring(L, -1);
+	lua_pop(L, 1); /* the options table keeps the string alive */
+	return s;
+}
+
+int luatls_optfield_boolean(lua_State *L, int i, const char *key, int def)
+{
+	int b = def;
+	lua_getfield(L, i, key);
+	if (!lua_isnil(L, -1)) {
+		if (lua_type(L, -1) != LUA_TBOOLEAN)
+			luaL_error(L, "option '%s' must be a boolean", key);
+		b = lua_toboolean(L, -1);
+	}
+	lua_pop(L, 1);
+	return b;
+}
+
+int luatls_is_pem(const gnutls_datum_t *d)
+{
+	static const char marker[] = "-----BEGIN";
+	size_t i, m = sizeof marker - 1;
+	for (i = 0; i + m <= d->size; i++)
+		if (d->data[i] == '-' && memcmp(d->data + i, marker, m) == 0)
+			return 1;
+	return 0;
+}
+
+struct ev_loop *luatls_host_loop(lua_State *L)
+{
+	struct ev_loop *loop;
+	lua_getfield(L, LUA_REGISTRYINDEX, HOST_LOOP_KEY);
+	loop = (struct ev_loop *)lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return loop;
+}
+
+LUATLS_EXPORT void luatls_use_loop(lua_State *L, struct ev_loop *loop)
+{
+	lua_pushlightuserdata(L, loop);
+	lua_setfield(L, LUA_REGISTRYINDEX, HOST_LOOP_KEY);
+}
+
+/* core.strerror(code) -> the GnuTLS description of an error name or number */
+static int core_strerror(lua_State *L)
+{
+	int err;
+	if (lua_type(L, 1) == LUA_TNUMBER) {
+		err = (int)luaL_checkinteger(L, 1);
+	} else {
+		const char *name = luaL_checkstring(L, 1);
+		for (err = -1; err > -500; err--) {
+			const char *n = gnutls_strerror_name(err);
+			if (n != NULL && strcmp(n, name) == 0)
+				break;
+		}
+		if (err == -500) {
+			lua_pushnil(L);
+			return 1;
+		}
+	}
+	lua_pushstring(L, gnutls_strerror(err));
+	return 1;
+}
+
+/* core.alert_name(number) -> "bad_certificate"-style description or nil */
+static int core_alert_name(lua_State *L)
+{
+	const char *n = gnutls_alert_get_strname(
+		(gnutls_alert_description_t)luaL_checkinteger(L, 1));
+	if (n == NULL)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, n);
+	return 1;
+}
+
+/* core.check_priority(string) -> true | nil, message, code */
+static int core_check_priority(lua_State *L)
+{
+	const char *s = luaL_checkstring(L, 1), *where = NULL;
+	gnutls_priority_t p;
+	int r = gnutls_priority_init2(&p, s, &where, 0);
+	if (r < 0) {
+		if (r == GNUTLS_E_INVALID_REQUEST && where != NULL)
+			return luatls_fail(L, "GNUTLS_E_INVALID_REQUEST",
+					   "invalid priority string at '%s'",
+					   where);
+		return luatls_fail_gnutls(L, r, "priority");
+	}
+	gnutls_priority_deinit(p);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+	{"alert_name", core_alert_name},
+	{"check_priority", core_check_priority},
+	{"strerror", core_strerror},
+	{NULL, NULL}
+};
+
+LUATLS_EXPORT int luaopen_luatls_core(lua_State *L)
+{
+	if (gnutls_check_version("3.7.0") == NULL)
+		return luaL_error(L, "luatls needs GnuTLS 3.7 or later, found %s",
+				  gnutls_check_version(NULL));
+	luaL_newlib(L, core_functions);
+	luatls_open_context(L);
+	luatls_open_session(L);
+	luatls_open_socket(L);
+	luatls_open_loop(L);
+	luatls_open_x509(L);
+	lua_pushstring(L, LUATLS_VERSION);
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, gnutls_check_version(NULL));
+	lua_setfield(L, -2, "gnutls_version");
+	return 1;
+}

@@ -1,0 +1,73 @@
+/* Helpers shared by the C files of luatls.core; nothing here is exported. */
+#ifndef LUATLS_INTERNAL_H
+#define LUATLS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <gnutls/gnutls.h>
+#include "compat.h"
+
+#define LUATLS_EXPORT __attribute__((visibility("default")))
+
+/* Shared, reference-counted credentials: a Context owns one reference, each
+ * Session another, so Lua may collect them in either order. */
+typedef struct luatls_ctx {
+	int refs;
+	int server;
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
+	gnutls_datum_t *alpn;
+	unsigned nalpn;
+	gnutls_certificate_request_t client_auth;
+	gnutls_datum_t ticket_key;
+	int keypairs;
+	int trusted;
+} luatls_ctx;
+
+void luatls_ctx_ref(luatls_ctx *c);
+void luatls_ctx_unref(luatls_ctx *c);
+/* Returns the shared credentials of the Context at index i, raising if it
+ * is not an open Context. */
+luatls_ctx *luatls_check_ctx(lua_State *L, int i);
+
+/* Failure triples: push nil, message, code and return 3. */
+int luatls_fail(lua_State *L, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int luatls_fail_gnutls(lua_State *L, int err, const char *what);
+int luatls_fail_errno(lua_State *L, int err, const char *what);
+/* nil, "would block (read|write)", "wantread"|"wantwrite" */
+int luatls_wouldblock(lua_State *L, int writing);
+
+/* Creates a zeroed userdata of the given metatable with an empty
+ * uservalue table: [-0, +1] */
+void *luatls_newobject(lua_State *L, size_t size, const char *mt);
+/* Stores the value at the top under key in the uservalue of the object at
+ * index obj: [-1, +0] */
+void luatls_setref(lua_State *L, int obj, const char *key);
+/* Registers a metatable with __index = methods and the given metamethods. */
+void luatls_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+		     const luaL_Reg *meta);
+/* Checks that arg i is a table whose keys are all in allowed (NULL-ended). */
+void luatls_checkoptions(lua_State *L, int i, const char *const allowed[]);
+/* Reads an optional string/boolean field of the options table at i. */
+const char *luatls_optfield_string(lua_State *L, int i, const char *key);
+int luatls_optfield_boolean(lua_State *L, int i, const char *key, int def);
+
+/* Whether the data holds a PEM block ("-----BEGIN" anywhere in it). */
+int luatls_is_pem(const gnutls_datum_t *d);
+/* Pushes an owned Certificate object copied from DER: [-0, +1] */
+int luatls_push_certificate(lua_State *L, const gnutls_datum_t *der);
+/* Pushes the list of verification reasons (strings) for a GnuTLS status. */
+void luatls_push_verify_reasons(lua_State *L, unsigned status);
+
+struct ev_loop;
+struct ev_loop *luatls_host_loop(lua_State *L);
+
+void luatls_open_context(lua_State *L);
+void luatls_open_session(lua_State *L);
+void luatls_open_socket(lua_State *L);
+void luatls_open_loop(lua_State *L);
+void luatls_open_x509(lua_State *L);
+
+#endif

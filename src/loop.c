@@ -1,0 +1,394 @@
+/* luatls.Loop and luatls.Watcher: the libev reactor. libev callbacks only
+ * record which watchers fired; loop:step() hands their ids to Lua, and Lua
+ * decides what to resume. No Lua runs inside ev_run. */
+#include <signal.h>
+#include <stdlib.h>
+
+#include <ev.h>
+
+#include "internal.h"
+
+#define LOOP_MT "luatls.Loop"
+#define WATCHER_MT "luatls.Watcher"
+
+typedef struct {
+	int refs;
+	int owned;
+	struct ev_loop *loop;
+	lua_Integer *ready;
+	size_t nready, cap;
+	int overflow;
+	ev_timer step_timer;
+} LoopCore;
+
+typedef struct {
+	LoopCore *lc;
+} Loop;
+
+enum { W_IO, W_TIMER, W_SIGNAL };
+
+typedef struct {
+	LoopCore *lc;
+	int kind;
+	lua_Integer id;
+	union {
+		ev_io io;
+		ev_timer timer;
+		ev_signal sig;
+		ev_watcher any;
+	} w;
+} Watcher;
+
+static void loopcore_unref(LoopCore *lc)
+{
+	if (--lc->refs > 0)
+		return;
+	ev_timer_stop(lc->loop, &lc->step_timer);
+	if (lc->owned)
+		ev_loop_destroy(lc->loop);
+	free(lc->ready);
+	free(lc);
+}
+
+static void mark_ready(LoopCore *lc, lua_Integer id)
+{
+	if (lc->nready == lc->cap) {
+		size_t cap = lc->cap ? lc->cap * 2 : 64;
+		lua_Integer *r = (lua_Integer *)realloc(lc->ready, cap * sizeof *r);
+		if (r == NULL) {
+			lc->overflow = 1;
+			return;
+		}
+		lc->ready = r;
+		lc->cap = cap;
+	}
+	lc->ready[lc->nready++] = id;
+}
+
+/* io and timer watchers are one-shot: they stop when they fire, and Lua
+ * starts them again when it waits again. */
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	Watcher *wa = (Watcher *)w->data;
+	(void)revents;
+	ev_io_stop(loop, w);
+	mark_ready(wa->lc, wa->id);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	Watcher *wa = (Watcher *)w->data;
+	(void)loop;
+	(void)revents;
+	mark_ready(wa->lc, wa->id);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	Watcher *wa = (Watcher *)w->data;
+	(void)loop;
+	(void)revents;
+	mark_ready(wa->lc, wa->id);
+}
+
+static void step_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+}
+
+static LoopCore *check_loop(lua_State *L, int i)
+{
+	Loop *lo = (Loop *)luaL_checkudata(L, i, LOOP_MT);
+	if (lo->lc == NULL)
+		luaL_error(L, "loop is closed");
+	return lo->lc;
+}
+
+static Watcher *check_watcher(lua_State *L, int i)
+{
+	Watcher *wa = (Watcher *)luaL_checkudata(L, i, WATCHER_MT);
+	if (wa->lc == NULL)
+		luaL_error(L, "watcher is closed");
+	return wa;
+}
+
+/* core.loop([{ new = true }]) -> Loop over the host's loop if one was handed
+ * over, else libev's default loop, or a fresh loop of its own with new. */
+static int loop_new(lua_State *L)
+{
+	static const char *const options[] = {"new", NULL};
+	Loop *lo;
+	int fresh = 0;
+	if (!lua_isnoneornil(L, 1)) {
+		luatls_checkoptions(L, 1, options);
+		fresh = luatls_optfield_boolean(L, 1, "new", 0);
+	}
+	lo = (Loop *)luatls_newobject(L, sizeof *lo, LOOP_MT);
+	lo->lc = (LoopCore *)calloc(1, sizeof *lo->lc);
+	if (lo->lc == NULL)
+		return luaL_error(L, "out of memory");
+	lo->lc->refs = 1;
+	if (fresh) {
+		lo->lc->loop = ev_loop_new(EVFLAG_AUTO);
+		lo->lc->owned = 1;
+	} else {
+		lo->lc->loop = luatls_host_loop(L);
+		if (lo->lc->loop == NULL)
+			lo->lc->loop = ev_default_loop(EVFLAG_AUTO);
+	}
+	if (lo->lc->loop == NULL) {
+		free(lo->lc);
+		lo->lc = NULL;
+		return luaL_error(L, "cannot create an event loop");
+	}
+	ev_timer_init(&lo->lc->step_timer, step_cb, 0., 0.);
+	return 1;
+}
+
+static Watcher *new_watcher(lua_State *L, LoopCore *lc, int kind)
+{
+	Watcher *wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
+	wa->kind = kind;
+	wa->id = luaL_checkinteger(L, 2);
+	wa->lc = lc;
+	lc->refs++;
+	return wa;
+}
+
+static int io_events(lua_State *L, int i)
+{
+	static const char *const dirs[] = {"r", "w", "rw", NULL};
+	static const int events[] = {EV_READ, EV_WRITE, EV_READ | EV_WRITE};
+	return events[luaL_checkoption(L, i, NULL, dirs)];
+}
+
+/* loop:io(id, fd, "r"|"w"|"rw") -> Watcher (stopped) */
+static int loop_io(lua_State *L)
+{
+	LoopCore *lc = check_loop(L, 1);
+	int fd = (int)luaL_checkinteger(L, 3), ev = io_events(L, 4);
+	Watcher *wa = new_watcher(L, lc, W_IO);
+	ev_io_init(&wa->w.io, io_cb, fd, ev);
+	wa->w.io.data = wa;
+	return 1;
+}
+
+/* loop:timer(id) -> Watcher (stopped); start it with w:start(seconds) */
+static int loop_timer(lua_State *L)
+{
+	LoopCore *lc = check_loop(L, 1);
+	Watcher *wa = new_watcher(L, lc, W_TIMER);
+	ev_timer_init(&wa->w.timer, timer_cb, 0., 0.);
+	wa->w.timer.data = wa;
+	return 1;
+}
+
+/* loop:signal(id, signum) -> Watcher (stopped) */
+static int loop_signal(lua_State *L)
+{
+	LoopCore *lc = check_loop(L, 1);
+	int sig = (int)luaL_checkinteger(L, 3);
+	Watcher *wa = new_watcher(L, lc, W_SIGNAL);
+	ev_signal_init(&wa->w.sig, signal_cb, sig);
+	wa->w.sig.data = wa;
+	return 1;
+}
+
+/* loop:step(timeout, ready) -> n: waits for events at most timeout seconds
+ * (nil: until one arrives, 0: poll), stores the ids of the watchers that
+ * fired in ready[1..n]. */
+static int loop_step(lua_State *L)
+{
+	LoopCore *lc = check_loop(L, 1);
+	double timeout = luaL_optnumber(L, 2, -1.);
+	size_t i, n;
+	luaL_checktype(L, 3, LUA_TTABLE);
+	lc->nready = 0;
+	if (timeout > 0.) {
+		ev_timer_set(&lc->step_timer, timeout, 0.);
+		ev_timer_start(lc->loop, &lc->step_timer);
+		ev_run(lc->loop, EVRUN_ONCE);
+		ev_timer_stop(lc->loop, &lc->step_timer);
+	} else {
+		ev_run(lc->loop, timeout == 0. ? EVRUN_NOWAIT : EVRUN_ONCE);
+	}
+	n = lc->nready;
+	for (i = 0; i < n; i++) {
+		lua_pushinteger(L, lc->ready[i]);
+		lua_rawseti(L, 3, (int)i + 1);
+	}
+	lc->nready = 0;
+	if (lc->overflow) {
+		lc->overflow = 0;
+		return luaL_error(L, "out of memory recording ready watchers");
+	}
+	lua_pushinteger(L, (lua_Integer)n);
+	return 1;
+}
+
+/* loop:now() -> the loop's idea of the current time, in seconds */
+static int loop_now(lua_State *L)
+{
+	LoopCore *lc = check_loop(L, 1);
+	ev_now_update(lc->loop);
+	lua_pushnumber(L, ev_now(lc->loop));
+	return 1;
+}
+
+static int loop_close(lua_State *L)
+{
+	Loop *lo = (Loop *)luaL_checkudata(L, 1, LOOP_MT);
+	if (lo->lc != NULL) {
+		loopcore_unref(lo->lc);
+		lo->lc = NULL;
+	}
+	return 0;
+}
+
+static int loop_tostring(lua_State *L)
+{
+	Loop *lo = (Loop *)luaL_checkudata(L, 1, LOOP_MT);
+	lua_pushfstring(L, "luatls.Loop (%s): %p",
+			lo->lc == NULL ? "closed"
+			: lo->lc->owned ? "own" : "shared",
+			(void *)lo);
+	return 1;
+}
+
+/* w:start([seconds]) arms the watcher; timers need the delay */
+static int watcher_start(lua_State *L)
+{
+	Watcher *wa = check_watcher(L, 1);
+	struct ev_loop *loop = wa->lc->loop;
+	switch (wa->kind) {
+	case W_IO:
+		ev_io_start(loop, &wa->w.io);
+		break;
+	case W_TIMER:
+		ev_timer_stop(loop, &wa->w.timer);
+		ev_timer_set(&wa->w.timer, luaL_checknumber(L, 2), 0.);
+		ev_timer_start(loop, &wa->w.timer);
+		break;
+	default:
+		ev_signal_start(loop, &wa->w.sig);
+		break;
+	}
+	return 0;
+}
+
+static void watcher_stop_(Watcher *wa)
+{
+	struct ev_loop *loop = wa->lc->loop;
+	switch (wa->kind) {
+	case W_IO:
+		ev_io_stop(loop, &wa->w.io);
+		break;
+	case W_TIMER:
+		ev_timer_stop(loop, &wa->w.timer);
+		break;
+	default:
+		ev_signal_stop(loop, &wa->w.sig);
+		break;
+	}
+}
+
+/* w:stop() disarms the watcher */
+static int watcher_stop(lua_State *L)
+{
+	watcher_stop_(check_watcher(L, 1));
+	return 0;
+}
+
+/* w:set(fd, "r"|"w"|"rw") changes what an io watcher waits for */
+static int watcher_set(lua_State *L)
+{
+	Watcher *wa = check_watcher(L, 1);
+	int fd = (int)luaL_checkinteger(L, 2), ev = io_events(L, 3);
+	if (wa->kind != W_IO)
+		return luaL_error(L, "set: not an io watcher");
+	ev_io_stop(wa->lc->loop, &wa->w.io);
+	ev_io_set(&wa->w.io, fd, ev);
+	return 0;
+}
+
+/* w:active() -> whether the watcher is armed */
+static int watcher_active(lua_State *L)
+{
+	Watcher *wa = check_watcher(L, 1);
+	lua_pushboolean(L, ev_is_active(&wa->w.any));
+	return 1;
+}
+
+static int watcher_close(lua_State *L)
+{
+	Watcher *wa = (Watcher *)luaL_checkudata(L, 1, WATCHER_MT);
+	if (wa->lc != NULL) {
+		watcher_stop_(wa);
+		loopcore_unref(wa->lc);
+		wa->lc = NULL;
+	}
+	return 0;
+}
+
+static int watcher_tostring(lua_State *L)
+{
+	static const char *const kinds[] = {"io", "timer", "signal"};
+	Watcher *wa = (Watcher *)luaL_checkudata(L, 1, WATCHER_MT);
+	lua_pushfstring(L, "luatls.Watcher (%s %d%s): %p", kinds[wa->kind],
+			(int)wa->id, wa->lc == NULL ? ", closed" : "",
+			(void *)wa);
+	return 1;
+}
+
+static const luaL_Reg loop_methods[] = {
+	{"close", loop_close},
+	{"io", loop_io},
+	{"now", loop_now},
+	{"signal", loop_signal},
+	{"step", loop_step},
+	{"timer", loop_timer},
+	{NULL, NULL}
+};
+
+static const luaL_Reg loop_meta[] = {
+	{"__close", loop_close},
+	{"__gc", loop_close},
+	{"__tostring", loop_tostring},
+	{NULL, NULL}
+};
+
+static const luaL_Reg watcher_methods[] = {
+	{"active", watcher_active},
+	{"close", watcher_close},
+	{"set", watcher_set},
+	{"start", watcher_start},
+	{"stop", watcher_stop},
+	{NULL, NULL}
+};
+
+static const luaL_Reg watcher_meta[] = {
+	{"__close", watcher_close},
+	{"__gc", watcher_close},
+	{"__tostring", watcher_tostring},
+	{NULL, NULL}
+};
+
+void luatls_open_loop(lua_State *L)
+{
+	luatls_newclass(L, LOOP_MT, loop_methods, loop_meta);
+	luatls_newclass(L, WATCHER_MT, watcher_methods, watcher_meta);
+	lua_pushcfunction(L, loop_new);
+	lua_setfield(L, -2, "loop");
+	lua_createtable(L, 0, 4);
+	lua_pushinteger(L, SIGINT);
+	lua_setfield(L, -2, "SIGINT");
+	lua_pushinteger(L, SIGTERM);
+	lua_setfield(L, -2, "SIGTERM");
+	lua_pushinteger(L, SIGHUP);
+	lua_setfield(L, -2, "SIGHUP");
+	lua_pushinteger(L, SIGPIPE);
+	lua_setfield(L, -2, "SIGPIPE");
+	lua_setfield(L, -2, "signals");
+}

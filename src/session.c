@@ -1,0 +1,622 @@
+/* luatls.Session: one TLS connection. Each call makes one non-blocking
+ * attempt; "would block" results say which direction to wait for. The
+ * transport is either a non-blocking fd or an in-memory pair of buffers
+ * that another event loop fills and drains. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/x509.h>
+
+#include "internal.h"
+
+#define SESSION_MT "luatls.Session"
+#define RECV_CHUNK 16384
+#define MAX_NONFATAL_RETRIES 16
+
+enum { S_NEW, S_OPEN, S_FAILED, S_CLOSED };
+
+typedef struct {
+	unsigned char *data;
+	size_t len, off, cap;
+} Buffer;
+
+typedef struct {
+	gnutls_session_t s;
+	luatls_ctx *c;
+	int fd; /* -1: in-memory transport */
+	int state;
+	int server;
+	int verify;
+	int send_pending;
+	int in_eof;
+	Buffer in, out;
+	char *hostname;    /* checked against the peer certificate */
+	char *server_name; /* SNI sent by a client */
+} Session;
+
+static Session *check_session(lua_State *L, int i)
+{
+	Session *ss = (Session *)luaL_checkudata(L, i, SESSION_MT);
+	if (ss->state == S_CLOSED)
+		luaL_error(L, "session is closed");
+	return ss;
+}
+
+static int buffer_append(Buffer *b, const void *p, size_t n)
+{
+	if (b->off > 0 && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		unsigned char *d;
+		if (b->off > 0) { /* compact before growing */
+			memmove(b->data, b->data + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		while (b->len + n > cap)
+			cap *= 2;
+		if (cap != b->cap) {
+			d = (unsigned char *)realloc(b->data, cap);
+			if (d == NULL)
+				return -1;
+			b->data = d;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static void buffer_free(Buffer *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof *b);
+}
+
+/* In-memory transport: GnuTLS writes into out and reads from in. */
+static ssize_t mem_push(gnutls_transport_ptr_t p, const void *data, size_t n)
+{
+	Session *ss = (Session *)p;
+	if (buffer_append(&ss->out, data, n) < 0) {
+		gnutls_transport_set_errno(ss->s, ENOMEM);
+		return -1;
+	}
+	return (ssize_t)n;
+}
+
+static ssize_t mem_pull(gnutls_transport_ptr_t p, void *data, size_t n)
+{
+	Session *ss = (Session *)p;
+	size_t avail = ss->in.len - ss->in.off;
+	if (avail == 0) {
+		if (ss->in_eof)
+			return 0;
+		gnutls_transport_set_errno(ss->s, EAGAIN);
+		return -1;
+	}
+	if (n > avail)
+		n = avail;
+	memcpy(data, ss->in.data + ss->in.off, n);
+	ss->in.off += n;
+	return (ssize_t)n;
+}
+
+static int mem_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
+{
+	Session *ss = (Session *)p;
+	(void)ms;
+	return (ss->in.len > ss->in.off || ss->in_eof) ? 1 : 0;
+}
+
+static char *dupstring(const char *s)
+{
+	char *d;
+	if (s == NULL)
+		return NULL;
+	d = (char *)malloc(strlen(s) + 1);
+	if (d != NULL)
+		strcpy(d, s);
+	return d;
+}
+
+/* core.session(ctx, { fd = n, server_name = s, hostname = s, verify = b })
+ * -> Session. Without fd the session uses the in-memory transport. */
+static int session_new(lua_State *L)
+{
+	static const char *const options[] = {"fd", "hostname", "server_name",
+					      "verify", NULL};
+	luatls_ctx *c = luatls_check_ctx(L, 1);
+	Session *ss;
+	const char *hostname, *server_name;
+	int r, verify, fd = -1;
+	unsigned flags;
+
+	if (lua_isnoneornil(L, 2))
+		lua_newtable(L);
+	luatls_checkoptions(L, 2, options);
+	lua_getfield(L, 2, "fd");
+	if (!lua_isnil(L, -1)) {
+		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+			return luaL_error(L, "option 'fd' must be a file descriptor");
+		fd = (int)lua_tointeger(L, -1);
+	}
+	lua_pop(L, 1);
+	hostname = luatls_optfield_string(L, 2, "hostname");
+	server_name = luatls_optfield_string(L, 2, "server_name");
+	verify = luatls_optfield_boolean(L, 2, "verify", 1);
+
+	ss = (Session *)luatls_newobject(L, sizeof *ss, SESSION_MT);
+	ss->fd = fd;
+	ss->server = c->server;
+	ss->verify = verify;
+	ss->state = S_NEW;
+	flags = (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
+		GNUTLS_NO_SIGNAL;
+	r = gnutls_init(&ss->s, flags);
+	if (r < 0) {
+		ss->state = S_CLOSED;
+		return luaL_error(L, "cannot create session: %s",
+				  gnutls_strerror(r));
+	}
+	ss->c = c;
+	luatls_ctx_ref(c);
+	lua_pushvalue(L, 1);
+	luatls_setref(L, -2, "context");
+
+	r = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, c->cred);
+	if (r == 0)
+		r = gnutls_priority_set(ss->s, c->prio);
+	if (r == 0 && c->nalpn > 0)
+		r = gnutls_alpn_set_protocols(ss->s, c->alpn, c->nalpn, 0);
+	if (r == 0 && c->server)
+		r = gnutls_session_ticket_enable_server(ss->s, &c->ticket_key);
+	if (r < 0)
+		return luaL_error(L, "cannot set up session: %s",
+				  gnutls_strerror(r));
+
+	if (c->server) {
+		gnutls_certificate_server_set_request(ss->s, c->client_auth);
+		if (c->client_auth != GNUTLS_CERT_IGNORE && verify) {
+			gnutls_typed_vdata_st purpose = {
+				GNUTLS_DT_KEY_PURPOSE_OID,
+				(unsigned char *)(uintptr_t)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+			gnutls_session_set_verify_cert2(ss->s, &purpose, 1, 0);
+		}
+	} else {
+		ss->hostname = dupstring(hostname);
+		ss->server_name = dupstring(server_name);
+		if ((hostname && !ss->hostname) ||
+		    (server_name && !ss->server_name))
+			return luaL_error(L, "out of memory");
+		if (server_name != NULL) {
+			r = gnutls_server_name_set(ss->s, GNUTLS_NAME_DNS,
+						   server_name,
+						   strlen(server_name));
+			if (r < 0)
+				return luaL_error(L, "invalid server_name: %s",
+						  gnutls_strerror(r));
+		}
+		if (verify)
+			gnutls_session_set_verify_cert(ss->s, ss->hostname, 0);
+	}
+
+	if (fd >= 0) {
+		gnutls_transport_set_int(ss->s, fd);
+	} else {
+		gnutls_transport_set_ptr(ss->s, ss);
+		gnutls_transport_set_push_function(ss->s, mem_push);
+		gnutls_transport_set_pull_function(ss->s, mem_pull);
+		gnutls_transport_set_pull_timeout_function(ss->s,
+							   mem_pull_timeout);
+	}
+	return 1;
+}
+
+static int would_block(lua_State *L, Session *ss)
+{
+	return luatls_wouldblock(L, gnutls_record_get_direction(ss->s));
+}
+
+/* Fails the session after a fatal handshake error, telling the peer why. */
+static int handshake_failed(lua_State *L, Session *ss, int r)
+{
+	ss->state = S_FAILED;
+	if (r != GNUTLS_E_FATAL_ALERT_RECEIVED && r != GNUTLS_E_PUSH_ERROR &&
+	    r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PREMATURE_TERMINATION)
+		(void)gnutls_alert_send_appropriate(ss->s, r);
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		int alert = (int)gnutls_alert_get(ss->s);
+		const char *name = gnutls_alert_get_strname((gnutls_alert_description_t)alert);
+		return luatls_fail(L, "GNUTLS_E_FATAL_ALERT_RECEIVED",
+				   "handshake: the peer sent a fatal alert: %s (%d)",
+				   name ? name : "unknown", alert);
+	}
+	return luatls_fail_gnutls(L, r, "handshake");
+}
+
+/* sess:handshake() -> true | nil, message, code */
+static int session_handshake(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	int r, tries = 0;
+	if (ss->state == S_OPEN) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (ss->state == S_FAILED)
+		return luatls_fail(L, "failed", "handshake: the session already failed");
+	do {
+		r = gnutls_handshake(ss->s);
+	} while (r < 0 && r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED &&
+		 !gnutls_error_is_fatal(r) && ++tries < MAX_NONFATAL_RETRIES);
+	if (r == 0) {
+		ss->state = S_OPEN;
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return would_block(L, ss);
+	return handshake_failed(L, ss, r);
+}
+
+static int check_open(lua_State *L, Session *ss)
+{
+	if (ss->state == S_OPEN)
+		return 0;
+	if (ss->state == S_NEW)
+		return luatls_fail(L, "handshake", "the handshake is not done");
+	return luatls_fail(L, "failed", "the session has failed");
+}
+
+/* Refuses renegotiation, as auditors expect: a warning alert, no handshake. */
+static void refuse_renegotiation(Session *ss)
+{
+	(void)gnutls_alert_send(ss->s, GNUTLS_AL_WARNING,
+				GNUTLS_A_NO_RENEGOTIATION);
+}
+
+/* sess:recv([max]) -> data | nil, message, code ("closed" at the end) */
+static int session_recv(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, RECV_CHUNK);
+	char buf[RECV_CHUNK];
+	ssize_t r;
+	int tries = 0;
+	if (check_open(L, ss))
+		return 3;
+	if (max <= 0 || max > RECV_CHUNK)
+		max = RECV_CHUNK;
+	for (;;) {
+		r = gnutls_record_recv(ss->s, buf, (size_t)max);
+		if (r > 0) {
+			lua_pushlstring(L, buf, (size_t)r);
+			return 1;
+		}
+		if (r == 0)
+			return luatls_fail(L, "closed", "closed");
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+			return would_block(L, ss);
+		if (r == GNUTLS_E_REHANDSHAKE) {
+			refuse_renegotiation(ss);
+		} else if (r == GNUTLS_E_PREMATURE_TERMINATION) {
+			return luatls_fail(L, "closed",
+					   "the peer closed the connection "
+					   "without close_notify");
+		} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			const char *name = gnutls_alert_get_strname(gnutls_alert_get(ss->s));
+			ss->state = S_FAILED;
+			return luatls_fail(L, "GNUTLS_E_FATAL_ALERT_RECEIVED",
+					   "the peer sent a fatal alert: %s",
+					   name ? name : "unknown");
+		} else if (gnutls_error_is_fatal((int)r)) {
+			ss->state = S_FAILED;
+			return luatls_fail_gnutls(L, (int)r, "receive");
+		}
+		if (++tries >= MAX_NONFATAL_RETRIES)
+			return luatls_fail_gnutls(L, (int)r, "receive");
+	}
+}
+
+/* sess:send(data [, i]) -> bytes taken from data[i..] | nil, message, code.
+ * Sends at most one record; after "would block" call again with the same
+ * data and position. */
+static int session_send(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	lua_Integer i = luaL_optinteger(L, 3, 1);
+	ssize_t r;
+	if (check_open(L, ss))
+		return 3;
+	if (i < 1 || (size_t)i > len + 1)
+		return luaL_argerror(L, 3, "position out of range");
+	data += i - 1;
+	len -= (size_t)(i - 1);
+	if (len > RECV_CHUNK)
+		len = RECV_CHUNK;
+	if (ss->send_pending)
+		r = gnutls_record_send(ss->s, NULL, 0);
+	else
+		r = gnutls_record_send(ss->s, data, len);
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		ss->send_pending = 1;
+		return would_block(L, ss);
+	}
+	ss->send_pending = 0;
+	if (r < 0) {
+		if (gnutls_error_is_fatal((int)r))
+			ss->state = S_FAILED;
+		if (r == GNUTLS_E_PUSH_ERROR)
+			return luatls_fail(L, "closed",
+					   "send: the peer closed the connection");
+		return luatls_fail_gnutls(L, (int)r, "send");
+	}
+	lua_pushinteger(L, (lua_Integer)r);
+	return 1;
+}
+
+/* sess:pending() -> bytes already decrypted and buffered inside GnuTLS */
+static int session_pending(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	lua_pushinteger(L, ss->state == S_OPEN
+				   ? (lua_Integer)gnutls_record_check_pending(ss->s)
+				   : 0);
+	return 1;
+}
+
+/* sess:bye() -> true | nil, message, code: sends close_notify */
+static int session_bye(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	int r;
+	if (ss->state != S_OPEN) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	r = gnutls_bye(ss->s, GNUTLS_SHUT_WR);
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return would_block(L, ss);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "close_notify");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* sess:feed(data) gives the in-memory transport bytes from the peer;
+ * sess:feed() (no data) marks the end of the peer's stream. */
+static int session_feed(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	size_t len;
+	const char *data;
+	if (ss->fd >= 0)
+		return luaL_error(L, "feed: the session uses a file descriptor");
+	if (lua_isnoneornil(L, 2)) {
+		ss->in_eof = 1;
+		return 0;
+	}
+	data = luaL_checklstring(L, 2, &len);
+	if (buffer_append(&ss->in, data, len) < 0)
+		return luaL_error(L, "out of memory");
+	return 0;
+}
+
+/* sess:drain() -> the bytes the in-memory transport has for the peer */
+static int session_drain(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	if (ss->fd >= 0)
+		return luaL_error(L, "drain: the session uses a file descriptor");
+	lua_pushlstring(L, (const char *)ss->out.data + ss->out.off,
+			ss->out.len - ss->out.off);
+	ss->out.off = ss->out.len = 0;
+	return 1;
+}
+
+static void setfield_string(lua_State *L, const char *key, const char *value)
+{
+	if (value != NULL) {
+		lua_pushstring(L, value);
+		lua_setfield(L, -2, key);
+	}
+}
+
+/* Verification status of the peer: what the handshake found, or, when
+ * verification was turned off, what it would have found. */
+static unsigned peer_status(Session *ss, int *checked)
+{
+	unsigned status = 0;
+	*checked = 0;
+	if (gnutls_certificate_get_peers(ss->s, NULL) == NULL)
+		return 0;
+	*checked = 1;
+	if (ss->verify && (!ss->server || ss->c->client_auth != GNUTLS_CERT_IGNORE))
+		return gnutls_session_get_verify_cert_status(ss->s);
+	if (gnutls_certificate_verify_peers3(ss->s, ss->server ? NULL : ss->hostname,
+					     &status) < 0)
+		status = GNUTLS_CERT_INVALID;
+	return status;
+}
+
+/* sess:verify_result() -> { status, reasons = {...}, text, checked } */
+static int session_verify_result(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	int checked;
+	unsigned status;
+	gnutls_datum_t text;
+	status = peer_status(ss, &checked);
+	if (!checked && ss->state == S_FAILED && ss->verify && !ss->server)
+		status = gnutls_session_get_verify_cert_status(ss->s);
+	lua_createtable(L, 0, 5);
+	lua_pushinteger(L, status);
+	lua_setfield(L, -2, "status");
+	lua_pushboolean(L, checked);
+	lua_setfield(L, -2, "certificate");
+	lua_pushboolean(L, ss->verify);
+	lua_setfield(L, -2, "enforced");
+	luatls_push_verify_reasons(L, status);
+	lua_setfield(L, -2, "reasons");
+	if (gnutls_certificate_verification_status_print(
+		    status, GNUTLS_CRT_X509, &text, 0) == 0) {
+		lua_pushlstring(L, (const char *)text.data, text.size);
+		lua_setfield(L, -2, "text");
+		gnutls_free(text.data);
+	}
+	setfield_string(L, "hostname", ss->hostname);
+	return 1;
+}
+
+/* sess:info() -> what was negotiated */
+static int session_info(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	gnutls_session_t s = ss->s;
+	gnutls_datum_t alpn;
+	int checked;
+	unsigned status;
+	lua_createtable(L, 0, 16);
+	setfield_string(L, "role", ss->server ? "server" : "client");
+	lua_pushboolean(L, ss->state == S_OPEN);
+	lua_setfield(L, -2, "established");
+	if (ss->state != S_OPEN)
+		return 1;
+	setfield_string(L, "version",
+			gnutls_protocol_get_name(gnutls_protocol_get_version(s)));
+	setfield_string(L, "cipher", gnutls_ciphersuite_get(s));
+	setfield_string(L, "cipher_algorithm",
+			gnutls_cipher_get_name(gnutls_cipher_get(s)));
+	setfield_string(L, "mac", gnutls_mac_get_name(gnutls_mac_get(s)));
+	if (gnutls_group_get(s) != 0)
+		setfield_string(L, "group", gnutls_group_get_name(gnutls_group_get(s)));
+	if (gnutls_protocol_get_version(s) != GNUTLS_TLS1_3)
+		setfield_string(L, "kx", gnutls_kx_get_name(gnutls_kx_get(s)));
+	setfield_string(L, "signature",
+			gnutls_sign_get_name(gnutls_sign_algorithm_get(s)));
+	if (gnutls_alpn_get_selected_protocol(s, &alpn) == 0) {
+		lua_pushlstring(L, (const char *)alpn.data, alpn.size);
+		lua_setfield(L, -2, "alpn");
+	}
+	if (ss->server) {
+		char name[256];
+		size_t len = sizeof name;
+		unsigned type;
+		if (gnutls_server_name_get(s, name, &len, &type, 0) == 0 &&
+		    type == GNUTLS_NAME_DNS) {
+			lua_pushlstring(L, name, len);
+			lua_setfield(L, -2, "server_name");
+		}
+	} else {
+		setfield_string(L, "server_name", ss->server_name);
+		setfield_string(L, "hostname", ss->hostname);
+	}
+	lua_pushboolean(L, gnutls_session_is_resumed(s));
+	lua_setfield(L, -2, "resumed");
+	status = peer_status(ss, &checked);
+	lua_pushboolean(L, checked && status == 0);
+	lua_setfield(L, -2, "verified");
+	luatls_push_verify_reasons(L, status);
+	lua_setfield(L, -2, "verify_reasons");
+	{
+		unsigned n = 0;
+		gnutls_certificate_get_peers(s, &n);
+		lua_pushinteger(L, n);
+		lua_setfield(L, -2, "peer_certificates");
+	}
+	return 1;
+}
+
+/* sess:peer_certificates() -> { Certificate, ... } as the peer sent them */
+static int session_peer_certificates(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	unsigned i, n = 0;
+	const gnutls_datum_t *list = gnutls_certificate_get_peers(ss->s, &n);
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; list != NULL && i < n; i++) {
+		luatls_push_certificate(L, &list[i]);
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	return 1;
+}
+
+/* sess:fd() -> the file descriptor, or nil for the in-memory transport */
+static int session_fd(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	if (ss->fd < 0)
+		lua_pushnil(L);
+	else
+		lua_pushinteger(L, ss->fd);
+	return 1;
+}
+
+/* One idempotent close for close, __gc and __close; never touches the fd,
+ * which belongs to the socket. */
+static int session_close(lua_State *L)
+{
+	Session *ss = (Session *)luaL_checkudata(L, 1, SESSION_MT);
+	if (ss->state == S_CLOSED && ss->s == NULL)
+		return 0;
+	ss->state = S_CLOSED;
+	if (ss->s != NULL) {
+		gnutls_deinit(ss->s);
+		ss->s = NULL;
+	}
+	if (ss->c != NULL) {
+		luatls_ctx_unref(ss->c);
+		ss->c = NULL;
+	}
+	buffer_free(&ss->in);
+	buffer_free(&ss->out);
+	free(ss->hostname);
+	free(ss->server_name);
+	ss->hostname = ss->server_name = NULL;
+	return 0;
+}
+
+static int session_tostring(lua_State *L)
+{
+	static const char *const states[] = {"new", "open", "failed", "closed"};
+	Session *ss = (Session *)luaL_checkudata(L, 1, SESSION_MT);
+	lua_pushfstring(L, "luatls.Session (%s, %s): %p",
+			ss->server ? "server" : "client", states[ss->state],
+			(void *)ss);
+	return 1;
+}
+
+static const luaL_Reg session_methods[] = {
+	{"bye", session_bye},
+	{"close", session_close},
+	{"drain", session_drain},
+	{"fd", session_fd},
+	{"feed", session_feed},
+	{"handshake", session_handshake},
+	{"info", session_info},
+	{"peer_certificates", session_peer_certificates},
+	{"pending", session_pending},
+	{"recv", session_recv},
+	{"send", session_send},
+	{"verify_result", session_verify_result},
+	{NULL, NULL}
+};
+
+static const luaL_Reg session_meta[] = {
+	{"__close", session_close},
+	{"__gc", session_close},
+	{"__tostring", session_tostring},
+	{NULL, NULL}
+};
+
+void luatls_open_session(lua_State *L)
+{
+	luatls_newclass(L, SESSION_MT, session_methods, session_meta);
+	lua_pushcfunction(L, session_new);
+	lua_setfield(L, -2, "session");
+}
