@@ -61,6 +61,28 @@ int luatls_push_certificate(lua_State *L, const gnutls_datum_t *der);
 /* Pushes the list of verification reasons (strings) for a GnuTLS status. */
 void luatls_push_verify_reasons(lua_State *L, unsigned status);
 
+/* X.509 objects (x509.c, key.c, crl.c, store.c, x509_gen.c). The checkers
+ * raise unless arg i is an open object; the constructors push a zeroed
+ * object and return its slot for the GnuTLS resource: [-0, +1] */
+gnutls_x509_crt_t luatls_check_crt(lua_State *L, int i);
+gnutls_x509_crt_t *luatls_new_crt(lua_State *L);
+gnutls_x509_privkey_t luatls_check_key(lua_State *L, int i);
+gnutls_x509_privkey_t *luatls_new_key(lua_State *L);
+gnutls_x509_crl_t luatls_check_crl(lua_State *L, int i);
+gnutls_x509_crl_t *luatls_new_crl(lua_State *L);
+/* The string at arg i as a datum (borrowed from Lua). */
+gnutls_datum_t luatls_checkdatum(lua_State *L, int i);
+void luatls_push_hex(lua_State *L, const unsigned char *p, size_t n);
+/* "sha256/<base64>" of a DER SubjectPublicKeyInfo: [-0, +1|3] */
+int luatls_push_spki_pin(lua_State *L, const gnutls_datum_t *spki);
+/* { algorithm, bits, curve, oid, pin } of a public key: [-0, +1|3] */
+int luatls_push_pubkey_info(lua_State *L, gnutls_pubkey_t pub);
+/* Names of key usage bits and of extended key usage OIDs (NULL-ended). */
+typedef struct { unsigned flag; const char *name; } luatls_flagname;
+typedef struct { const char *oid; const char *name; } luatls_oidname;
+extern const luatls_flagname luatls_key_usages[];
+extern const luatls_oidname luatls_purposes[];
+
 struct ev_loop;
 struct ev_loop *luatls_host_loop(lua_State *L);
 
@@ -69,5 +91,9 @@ void luatls_open_session(lua_State *L);
 void luatls_open_socket(lua_State *L);
 void luatls_open_loop(lua_State *L);
 void luatls_open_x509(lua_State *L);
+void luatls_open_key(lua_State *L);
+void luatls_open_crl(lua_State *L);
+void luatls_open_store(lua_State *L);
+void luatls_open_x509_gen(lua_State *L);
 
 #endif

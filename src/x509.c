@@ -1,24 +1,27 @@
 /* luatls.Certificate: an owned X.509 certificate and the facts a person
- * looks at — names, validity, keys, fingerprints, pins. */
+ * looks at — names, validity, keys, extensions, fingerprints, pins. */
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
+#include <gnutls/x509-ext.h>
 #include <gnutls/x509.h>
 
 #include "internal.h"
 
 #define CERT_MT "luatls.Certificate"
-#define MAX_CHAIN 64
+#define OID_SCT "1.3.6.1.4.1.11129.2.4.2"
+#define OID_AIA "1.3.6.1.5.5.7.1.1"
 
 typedef struct {
 	gnutls_x509_crt_t crt;
 } Certificate;
 
-static gnutls_x509_crt_t check_cert(lua_State *L, int i)
+gnutls_x509_crt_t luatls_check_crt(lua_State *L, int i)
 {
 	Certificate *ce = (Certificate *)luaL_checkudata(L, i, CERT_MT);
 	if (ce->crt == NULL)
@@ -26,26 +29,23 @@ static gnutls_x509_crt_t check_cert(lua_State *L, int i)
 	return ce->crt;
 }
 
-/* Wraps crt (ownership moves to Lua): [-0, +1] */
-static void push_crt(lua_State *L, gnutls_x509_crt_t crt)
+#define check_cert luatls_check_crt
+
+gnutls_x509_crt_t *luatls_new_crt(lua_State *L)
 {
 	Certificate *ce = (Certificate *)luatls_newobject(L, sizeof *ce, CERT_MT);
-	ce->crt = crt;
+	return &ce->crt;
 }
 
 int luatls_push_certificate(lua_State *L, const gnutls_datum_t *der)
 {
-	Certificate *ce = (Certificate *)luatls_newobject(L, sizeof *ce, CERT_MT);
-	int r = gnutls_x509_crt_init(&ce->crt);
+	gnutls_x509_crt_t *crt = luatls_new_crt(L);
+	int r = gnutls_x509_crt_init(crt);
 	if (r == 0)
-		r = gnutls_x509_crt_import(ce->crt, der, GNUTLS_X509_FMT_DER);
-	if (r < 0) {
-		if (ce->crt != NULL)
-			gnutls_x509_crt_deinit(ce->crt);
-		ce->crt = NULL;
+		r = gnutls_x509_crt_import(*crt, der, GNUTLS_X509_FMT_DER);
+	if (r < 0)
 		return luaL_error(L, "cannot copy certificate: %s",
 				  gnutls_strerror(r));
-	}
 	return 1;
 }
 
@@ -87,62 +87,18 @@ void luatls_push_verify_reasons(lua_State *L, unsigned status)
 	}
 }
 
-static gnutls_datum_t datum_arg(lua_State *L, int i)
+gnutls_datum_t luatls_checkdatum(lua_State *L, int i)
 {
 	size_t len;
 	gnutls_datum_t d;
 	d.data = (unsigned char *)(uintptr_t)luaL_checklstring(L, i, &len);
 	d.size = (unsigned)len;
+	if (len > 0x7fffffff)
+		luaL_argerror(L, i, "data too large");
 	return d;
 }
 
-/* core.certificate(pem_or_der) -> Certificate | nil, message, code */
-static int cert_load(lua_State *L)
-{
-	gnutls_datum_t d = datum_arg(L, 1);
-	gnutls_x509_crt_t crt;
-	int r = gnutls_x509_crt_init(&crt);
-	if (r < 0)
-		return luatls_fail_gnutls(L, r, "certificate");
-	r = gnutls_x509_crt_import(crt, &d,
-				   luatls_is_pem(&d) ? GNUTLS_X509_FMT_PEM
-						     : GNUTLS_X509_FMT_DER);
-	if (r < 0) {
-		gnutls_x509_crt_deinit(crt);
-		return luatls_fail_gnutls(L, r, "cannot parse certificate");
-	}
-	push_crt(L, crt);
-	return 1;
-}
-
-/* core.certificates(pem) -> { Certificate, ... } | nil, message, code */
-static int cert_load_chain(lua_State *L)
-{
-	gnutls_datum_t d = datum_arg(L, 1);
-	gnutls_x509_crt_t *list = NULL;
-	unsigned i, n = 0;
-	int r = gnutls_x509_crt_list_import2(
-		&list, &n, &d,
-		luatls_is_pem(&d) ? GNUTLS_X509_FMT_PEM : GNUTLS_X509_FMT_DER, 0);
-	if (r < 0)
-		return luatls_fail_gnutls(L, r, "cannot parse certificates");
-	lua_createtable(L, (int)n, 0);
-	for (i = 0; i < n; i++) {
-		push_crt(L, list[i]);
-		lua_rawseti(L, -2, (int)i + 1);
-	}
-	gnutls_free(list);
-	return 1;
-}
-
-static int push_datum(lua_State *L, gnutls_datum_t *d)
-{
-	lua_pushlstring(L, (const char *)d->data, d->size);
-	gnutls_free(d->data);
-	return 1;
-}
-
-static void push_hex(lua_State *L, const unsigned char *p, size_t n)
+void luatls_push_hex(lua_State *L, const unsigned char *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 	luaL_Buffer b;
@@ -155,18 +111,78 @@ static void push_hex(lua_State *L, const unsigned char *p, size_t n)
 	luaL_pushresult(&b);
 }
 
-/* cert:subject() -> RFC 4514 string */
-static int cert_subject(lua_State *L)
+/* Pushes the datum's bytes and frees it: [-0, +1] */
+static int push_datum(lua_State *L, gnutls_datum_t *d)
 {
-	gnutls_datum_t d;
-	int r = gnutls_x509_crt_get_dn3(check_cert(L, 1), &d, 0);
+	lua_pushlstring(L, (const char *)d->data, d->size);
+	gnutls_free(d->data);
+	d->data = NULL;
+	return 1;
+}
+
+/* core.certificate(pem_or_der) -> Certificate | nil, message, code */
+static int cert_load(lua_State *L)
+{
+	gnutls_datum_t d = luatls_checkdatum(L, 1);
+	gnutls_x509_crt_t *crt = luatls_new_crt(L);
+	int r = gnutls_x509_crt_init(crt);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "certificate");
+	r = gnutls_x509_crt_import(*crt, &d,
+				   luatls_is_pem(&d) ? GNUTLS_X509_FMT_PEM
+						     : GNUTLS_X509_FMT_DER);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "cannot parse certificate");
+	return 1;
+}
+
+/* core.certificates(pem_or_der) -> { Certificate, ... } in the order given
+ * | nil, message, code */
+static int cert_load_chain(lua_State *L)
+{
+	gnutls_datum_t d = luatls_checkdatum(L, 1);
+	gnutls_x509_crt_t *list = NULL;
+	unsigned i, n = 0;
+	int r = gnutls_x509_crt_list_import2(
+		&list, &n, &d,
+		luatls_is_pem(&d) ? GNUTLS_X509_FMT_PEM : GNUTLS_X509_FMT_DER, 0);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "cannot parse certificates");
+	/* each certificate goes into a userdata before anything can raise */
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		gnutls_x509_crt_t *slot;
+		if (!lua_checkstack(L, 2))
+			break;
+		slot = luatls_new_crt(L);
+		*slot = list[i];
+		list[i] = NULL;
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	for (; i < n; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_free(list);
+	return 1;
+}
+
+/* Pushes a DN as its RFC 4514 string ("" when empty). */
+static int push_dn(lua_State *L, int r, gnutls_datum_t *d, const char *what)
+{
 	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
 		lua_pushliteral(L, "");
 		return 1;
 	}
 	if (r < 0)
-		return luatls_fail_gnutls(L, r, "subject");
-	return push_datum(L, &d);
+		return luatls_fail_gnutls(L, r, what);
+	return push_datum(L, d);
+}
+
+/* cert:subject() -> RFC 4514 string */
+static int cert_subject(lua_State *L)
+{
+	gnutls_datum_t d;
+	int r = gnutls_x509_crt_get_dn3(check_cert(L, 1), &d, 0);
+	return push_dn(L, r, &d, "subject");
 }
 
 /* cert:issuer() -> RFC 4514 string */
@@ -174,13 +190,95 @@ static int cert_issuer(lua_State *L)
 {
 	gnutls_datum_t d;
 	int r = gnutls_x509_crt_get_issuer_dn3(check_cert(L, 1), &d, 0);
-	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
-		lua_pushliteral(L, "");
-		return 1;
+	return push_dn(L, r, &d, "issuer");
+}
+
+/* Pushes a BMPString (UCS-2, big-endian) as UTF-8. */
+static void push_bmp(lua_State *L, const unsigned char *p, unsigned n)
+{
+	luaL_Buffer b;
+	unsigned i;
+	luaL_buffinit(L, &b);
+	for (i = 0; i + 1 < n; i += 2) {
+		unsigned c = (unsigned)p[i] << 8 | p[i + 1];
+		if (c < 0x80) {
+			luaL_addchar(&b, (char)c);
+		} else if (c < 0x800) {
+			luaL_addchar(&b, (char)(0xc0 | c >> 6));
+			luaL_addchar(&b, (char)(0x80 | (c & 0x3f)));
+		} else {
+			luaL_addchar(&b, (char)(0xe0 | c >> 12));
+			luaL_addchar(&b, (char)(0x80 | ((c >> 6) & 0x3f)));
+			luaL_addchar(&b, (char)(0x80 | (c & 0x3f)));
+		}
 	}
+	luaL_pushresult(&b);
+}
+
+/* Pushes { {oid=, name=, value=}, ... } for a DN, in certificate order
+ * (the reverse of the RFC 4514 string). */
+static int push_dn_fields(lua_State *L, gnutls_x509_dn_t dn)
+{
+	int irdn, iava, n = 0;
+	lua_newtable(L);
+	for (irdn = 0;; irdn++) {
+		for (iava = 0;; iava++) {
+			gnutls_x509_ava_st ava;
+			const char *name;
+			if (gnutls_x509_dn_get_rdn_ava(dn, irdn, iava, &ava) < 0)
+				break;
+			lua_createtable(L, 0, 3);
+			while (ava.oid.size > 0 && ava.oid.data[ava.oid.size - 1] == 0)
+				ava.oid.size--;
+			lua_pushlstring(L, (const char *)ava.oid.data, ava.oid.size);
+			name = gnutls_x509_dn_oid_name(lua_tostring(L, -1), 0);
+			lua_setfield(L, -2, "oid");
+			if (name != NULL) {
+				lua_pushstring(L, name);
+				lua_setfield(L, -2, "name");
+			}
+			if (ava.value_tag == 30) /* BMPString */
+				push_bmp(L, ava.value.data, ava.value.size);
+			else
+				lua_pushlstring(L, (const char *)ava.value.data,
+						ava.value.size);
+			lua_setfield(L, -2, "value");
+			lua_rawseti(L, -2, ++n);
+		}
+		if (iava == 0)
+			break;
+	}
+	return 1;
+}
+
+/* cert:subject_fields() -> { {oid=, name=, value=}, ... } */
+static int cert_subject_fields(lua_State *L)
+{
+	gnutls_x509_dn_t dn;
+	int r = gnutls_x509_crt_get_subject(check_cert(L, 1), &dn);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "subject");
+	return push_dn_fields(L, dn);
+}
+
+/* cert:issuer_fields() -> { {oid=, name=, value=}, ... } */
+static int cert_issuer_fields(lua_State *L)
+{
+	gnutls_x509_dn_t dn;
+	int r = gnutls_x509_crt_get_issuer(check_cert(L, 1), &dn);
 	if (r < 0)
 		return luatls_fail_gnutls(L, r, "issuer");
-	return push_datum(L, &d);
+	return push_dn_fields(L, dn);
+}
+
+/* cert:version() -> 1, 2 or 3 */
+static int cert_version(lua_State *L)
+{
+	int v = gnutls_x509_crt_get_version(check_cert(L, 1));
+	if (v < 0)
+		return luatls_fail_gnutls(L, v, "version");
+	lua_pushinteger(L, v);
+	return 1;
 }
 
 /* cert:serial() -> lower-case hex */
@@ -191,7 +289,7 @@ static int cert_serial(lua_State *L)
 	int r = gnutls_x509_crt_get_serial(check_cert(L, 1), buf, &size);
 	if (r < 0)
 		return luatls_fail_gnutls(L, r, "serial");
-	push_hex(L, buf, size);
+	luatls_push_hex(L, buf, size);
 	return 1;
 }
 
@@ -203,57 +301,57 @@ static void append_to(lua_State *L, const char *key)
 	lua_pop(L, 1);
 }
 
+/* Pushes a SAN value of the given type, or nothing: [-0, +0|1] */
+static int push_san(lua_State *L, unsigned type, const unsigned char *p,
+		    size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+	int af;
+	switch (type) {
+	case GNUTLS_SAN_DNSNAME:
+	case GNUTLS_SAN_RFC822NAME:
+	case GNUTLS_SAN_URI:
+		lua_pushlstring(L, (const char *)p, size);
+		return 1;
+	case GNUTLS_SAN_IPADDRESS:
+		af = size == 4 ? AF_INET : size == 16 ? AF_INET6 : 0;
+		if (af && inet_ntop(af, p, ip, sizeof ip) != NULL) {
+			lua_pushstring(L, ip);
+			return 1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 /* cert:sans() -> { dns = {...}, ip = {...}, email = {...}, uri = {...} } */
 static int cert_sans(lua_State *L)
 {
+	static const char *const keys[] = {"dns", "ip", "email", "uri"};
 	gnutls_x509_crt_t crt = check_cert(L, 1);
-	unsigned seq;
+	unsigned seq, k;
 	lua_createtable(L, 0, 4);
-	lua_newtable(L);
-	lua_setfield(L, -2, "dns");
-	lua_newtable(L);
-	lua_setfield(L, -2, "ip");
-	lua_newtable(L);
-	lua_setfield(L, -2, "email");
-	lua_newtable(L);
-	lua_setfield(L, -2, "uri");
+	for (k = 0; k < 4; k++) {
+		lua_newtable(L);
+		lua_setfield(L, -2, keys[k]);
+	}
 	for (seq = 0;; seq++) {
-		char buf[1024];
-		size_t size = sizeof buf - 1;
+		unsigned char buf[1024];
+		size_t size = sizeof buf;
 		unsigned critical;
 		int type = gnutls_x509_crt_get_subject_alt_name(crt, seq, buf,
 								&size, &critical);
-		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-			break;
 		if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
 			continue;
 		if (type < 0)
 			break;
-		switch (type) {
-		case GNUTLS_SAN_DNSNAME:
-			lua_pushlstring(L, buf, size);
-			append_to(L, "dns");
-			break;
-		case GNUTLS_SAN_RFC822NAME:
-			lua_pushlstring(L, buf, size);
-			append_to(L, "email");
-			break;
-		case GNUTLS_SAN_URI:
-			lua_pushlstring(L, buf, size);
-			append_to(L, "uri");
-			break;
-		case GNUTLS_SAN_IPADDRESS: {
-			char ip[INET6_ADDRSTRLEN];
-			int af = size == 4 ? AF_INET : size == 16 ? AF_INET6 : 0;
-			if (af && inet_ntop(af, buf, ip, sizeof ip) != NULL) {
-				lua_pushstring(L, ip);
-				append_to(L, "ip");
-			}
-			break;
-		}
-		default:
-			break;
-		}
+		if (!push_san(L, (unsigned)type, buf, size))
+			continue;
+		append_to(L, type == GNUTLS_SAN_DNSNAME	     ? "dns"
+			     : type == GNUTLS_SAN_RFC822NAME ? "email"
+			     : type == GNUTLS_SAN_URI	     ? "uri"
+							     : "ip");
 	}
 	return 1;
 }
@@ -273,6 +371,44 @@ static int cert_not_after(lua_State *L)
 	return 1;
 }
 
+static time_t opt_time(lua_State *L, int i)
+{
+	if (lua_isnoneornil(L, i))
+		return time(NULL);
+	return (time_t)luaL_checknumber(L, i);
+}
+
+/* cert:days_left([now]) -> whole days until not_after (negative once
+ * expired) */
+static int cert_days_left(lua_State *L)
+{
+	double left = (double)gnutls_x509_crt_get_expiration_time(check_cert(L, 1)) -
+		      (double)opt_time(L, 2);
+	lua_pushinteger(L, (lua_Integer)(left >= 0 ? left / 86400
+						   : -((-left + 86399) / 86400)));
+	return 1;
+}
+
+/* cert:valid_at([time]) -> whether not_before <= time <= not_after */
+static int cert_valid_at(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	time_t t = opt_time(L, 2);
+	lua_pushboolean(L, gnutls_x509_crt_get_activation_time(crt) <= t &&
+				   t <= gnutls_x509_crt_get_expiration_time(crt));
+	return 1;
+}
+
+/* cert:expires_within(seconds) -> whether not_after comes before now +
+ * seconds (openssl x509 -checkend) */
+static int cert_expires_within(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	double end = (double)time(NULL) + luaL_checknumber(L, 2);
+	lua_pushboolean(L, (double)gnutls_x509_crt_get_expiration_time(crt) < end);
+	return 1;
+}
+
 static int spki_der(gnutls_x509_crt_t crt, gnutls_datum_t *out)
 {
 	gnutls_pubkey_t pub;
@@ -286,17 +422,11 @@ static int spki_der(gnutls_x509_crt_t crt, gnutls_datum_t *out)
 	return r;
 }
 
-/* cert:spki_pin() -> "sha256/<base64>" of the SubjectPublicKeyInfo
- * (RFC 7469), as curl --pinnedpubkey and HPKP write it */
-static int cert_spki_pin(lua_State *L)
+int luatls_push_spki_pin(lua_State *L, const gnutls_datum_t *spki)
 {
-	gnutls_datum_t spki, digest, b64;
+	gnutls_datum_t digest, b64;
 	unsigned char hash[32];
-	int r = spki_der(check_cert(L, 1), &spki);
-	if (r < 0)
-		return luatls_fail_gnutls(L, r, "public key");
-	r = gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, hash);
-	gnutls_free(spki.data);
+	int r = gnutls_hash_fast(GNUTLS_DIG_SHA256, spki->data, spki->size, hash);
 	if (r < 0)
 		return luatls_fail_gnutls(L, r, "sha256");
 	digest.data = hash;
@@ -305,13 +435,142 @@ static int cert_spki_pin(lua_State *L)
 	if (r < 0)
 		return luatls_fail_gnutls(L, r, "base64");
 	lua_pushliteral(L, "sha256/");
-	lua_pushlstring(L, (const char *)b64.data, b64.size);
-	gnutls_free(b64.data);
+	push_datum(L, &b64);
 	lua_concat(L, 2);
 	return 1;
 }
 
-/* cert:fingerprint(["sha256"|"sha1"|"sha512"]) -> lower-case hex */
+/* cert:spki_pin() -> "sha256/<base64>" of the SubjectPublicKeyInfo
+ * (RFC 7469), as curl --pinnedpubkey and HPKP write it */
+static int cert_spki_pin(lua_State *L)
+{
+	gnutls_datum_t spki;
+	int r = spki_der(check_cert(L, 1), &spki), n;
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "public key");
+	n = luatls_push_spki_pin(L, &spki);
+	gnutls_free(spki.data);
+	return n;
+}
+
+static const char *pk_name(int pk)
+{
+	const char *n;
+	switch (pk) {
+	case GNUTLS_PK_RSA: return "RSA";
+	case GNUTLS_PK_RSA_PSS: return "RSA-PSS";
+	case GNUTLS_PK_DSA: return "DSA";
+	case GNUTLS_PK_ECDSA: return "ECDSA";
+	case GNUTLS_PK_EDDSA_ED25519: return "Ed25519";
+	case GNUTLS_PK_EDDSA_ED448: return "Ed448";
+	default:
+		n = gnutls_pk_get_name((gnutls_pk_algorithm_t)pk);
+		return n ? n : "unknown";
+	}
+}
+
+static const char *curve_name(gnutls_ecc_curve_t c)
+{
+	switch (c) {
+	case GNUTLS_ECC_CURVE_SECP192R1: return "P-192";
+	case GNUTLS_ECC_CURVE_SECP224R1: return "P-224";
+	case GNUTLS_ECC_CURVE_SECP256R1: return "P-256";
+	case GNUTLS_ECC_CURVE_SECP384R1: return "P-384";
+	case GNUTLS_ECC_CURVE_SECP521R1: return "P-521";
+	default: return gnutls_ecc_curve_get_name(c);
+	}
+}
+
+int luatls_push_pubkey_info(lua_State *L, gnutls_pubkey_t pub)
+{
+	unsigned bits = 0;
+	int pk = gnutls_pubkey_get_pk_algorithm(pub, &bits);
+	gnutls_datum_t spki;
+	const char *oid;
+	int r;
+	if (pk < 0)
+		return luatls_fail_gnutls(L, pk, "public key");
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, pk_name(pk));
+	lua_setfield(L, -2, "algorithm");
+	lua_pushinteger(L, bits);
+	lua_setfield(L, -2, "bits");
+	oid = gnutls_pk_get_oid((gnutls_pk_algorithm_t)pk);
+	if (oid != NULL) {
+		lua_pushstring(L, oid);
+		lua_setfield(L, -2, "oid");
+	}
+	if (pk == GNUTLS_PK_ECDSA) {
+		gnutls_ecc_curve_t curve;
+		gnutls_datum_t x = {NULL, 0}, y = {NULL, 0};
+		if (gnutls_pubkey_export_ecc_raw2(pub, &curve, &x, &y, 0) == 0) {
+			gnutls_free(x.data);
+			gnutls_free(y.data);
+			lua_pushstring(L, curve_name(curve));
+			lua_setfield(L, -2, "curve");
+		}
+	}
+	r = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki);
+	if (r == 0) {
+		r = luatls_push_spki_pin(L, &spki);
+		gnutls_free(spki.data);
+		if (r == 1)
+			lua_setfield(L, -2, "pin");
+		else
+			lua_pop(L, r);
+	}
+	return 1;
+}
+
+/* cert:public_key() -> { algorithm, bits, curve, oid, pin } */
+static int cert_public_key(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	gnutls_pubkey_t pub;
+	int r = gnutls_pubkey_init(&pub), n;
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "public key");
+	r = gnutls_pubkey_import_x509(pub, crt, 0);
+	n = r < 0 ? luatls_fail_gnutls(L, r, "public key")
+		  : luatls_push_pubkey_info(L, pub);
+	gnutls_pubkey_deinit(pub);
+	return n;
+}
+
+/* cert:key() -> algorithm name (GnuTLS's), bits */
+static int cert_key(lua_State *L)
+{
+	unsigned bits = 0;
+	int alg = gnutls_x509_crt_get_pk_algorithm(check_cert(L, 1), &bits);
+	const char *name = gnutls_pk_get_name((gnutls_pk_algorithm_t)alg);
+	lua_pushstring(L, name ? name : "unknown");
+	lua_pushinteger(L, bits);
+	return 2;
+}
+
+/* cert:signature_algorithm() -> name, oid, hash ("ECDSA-SHA256",
+ * "1.2.840.10045.4.3.2", "SHA256") */
+static int cert_signature_algorithm(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	int sig = gnutls_x509_crt_get_signature_algorithm(crt);
+	char oid[128];
+	size_t size = sizeof oid;
+	const char *name = gnutls_sign_get_name((gnutls_sign_algorithm_t)sig);
+	const char *hash = gnutls_digest_get_name(
+		gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sig));
+	if (gnutls_x509_crt_get_signature_oid(crt, oid, &size) < 0)
+		oid[0] = 0;
+	lua_pushstring(L, name ? name : oid[0] ? oid : "unknown");
+	lua_pushstring(L, oid);
+	if (hash != NULL)
+		lua_pushstring(L, hash);
+	else
+		lua_pushnil(L);
+	return 3;
+}
+
+/* cert:fingerprint(["sha256"|"sha1"|"sha384"|"sha512"]) -> lower-case hex */
 static int cert_fingerprint(lua_State *L)
 {
 	static const char *const names[] = {"sha256", "sha1", "sha384",
@@ -326,7 +585,292 @@ static int cert_fingerprint(lua_State *L)
 	int r = gnutls_x509_crt_get_fingerprint(crt, algs[alg], buf, &size);
 	if (r < 0)
 		return luatls_fail_gnutls(L, r, "fingerprint");
-	push_hex(L, buf, size);
+	luatls_push_hex(L, buf, size);
+	return 1;
+}
+
+/* cert:basic_constraints() -> { ca = b, path_len = n|nil, critical = b }
+ * | nil when the extension is absent */
+static int cert_basic_constraints(lua_State *L)
+{
+	unsigned critical = 0, ca = 0;
+	int pathlen = -1;
+	int r = gnutls_x509_crt_get_basic_constraints(check_cert(L, 1), &critical,
+						      &ca, &pathlen);
+	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return 0;
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "basic constraints");
+	lua_createtable(L, 0, 3);
+	lua_pushboolean(L, ca != 0);
+	lua_setfield(L, -2, "ca");
+	lua_pushboolean(L, critical != 0);
+	lua_setfield(L, -2, "critical");
+	if (ca && pathlen >= 0) {
+		lua_pushinteger(L, pathlen);
+		lua_setfield(L, -2, "path_len");
+	}
+	return 1;
+}
+
+const luatls_flagname luatls_key_usages[] = {
+	{GNUTLS_KEY_DIGITAL_SIGNATURE, "digital_signature"},
+	{GNUTLS_KEY_NON_REPUDIATION, "non_repudiation"},
+	{GNUTLS_KEY_KEY_ENCIPHERMENT, "key_encipherment"},
+	{GNUTLS_KEY_DATA_ENCIPHERMENT, "data_encipherment"},
+	{GNUTLS_KEY_KEY_AGREEMENT, "key_agreement"},
+	{GNUTLS_KEY_KEY_CERT_SIGN, "key_cert_sign"},
+	{GNUTLS_KEY_CRL_SIGN, "crl_sign"},
+	{GNUTLS_KEY_ENCIPHER_ONLY, "encipher_only"},
+	{GNUTLS_KEY_DECIPHER_ONLY, "decipher_only"},
+	{0, NULL}
+};
+
+const luatls_oidname luatls_purposes[] = {
+	{GNUTLS_KP_TLS_WWW_SERVER, "server_auth"},
+	{GNUTLS_KP_TLS_WWW_CLIENT, "client_auth"},
+	{GNUTLS_KP_CODE_SIGNING, "code_signing"},
+	{GNUTLS_KP_EMAIL_PROTECTION, "email_protection"},
+	{GNUTLS_KP_TIME_STAMPING, "time_stamping"},
+	{GNUTLS_KP_OCSP_SIGNING, "ocsp_signing"},
+	{GNUTLS_KP_IPSEC_IKE, "ipsec_ike"},
+	{GNUTLS_KP_ANY, "any"},
+	{NULL, NULL}
+};
+
+/* cert:key_usage() -> { "digital_signature", ... }, critical | nil */
+static int cert_key_usage(lua_State *L)
+{
+	unsigned usage = 0, critical = 0;
+	int i, n = 0;
+	int r = gnutls_x509_crt_get_key_usage(check_cert(L, 1), &usage, &critical);
+	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return 0;
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "key usage");
+	lua_newtable(L);
+	for (i = 0; luatls_key_usages[i].name != NULL; i++)
+		if (usage & luatls_key_usages[i].flag) {
+			lua_pushstring(L, luatls_key_usages[i].name);
+			lua_rawseti(L, -2, ++n);
+		}
+	lua_pushboolean(L, critical != 0);
+	return 2;
+}
+
+/* cert:extended_key_usage() -> { {oid=, name=}, ... }, critical | nil */
+static int cert_extended_key_usage(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	unsigned critical = 0;
+	int idx, n = 0;
+	lua_newtable(L);
+	for (idx = 0;; idx++) {
+		char oid[128];
+		size_t size = sizeof oid;
+		int i, r = gnutls_x509_crt_get_key_purpose_oid(
+			crt, (unsigned)idx, oid, &size, &critical);
+		if (r == GNUTLS_E_SHORT_MEMORY_BUFFER)
+			continue;
+		if (r < 0)
+			break;
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, oid);
+		lua_setfield(L, -2, "oid");
+		for (i = 0; luatls_purposes[i].oid != NULL; i++)
+			if (strcmp(oid, luatls_purposes[i].oid) == 0) {
+				lua_pushstring(L, luatls_purposes[i].name);
+				lua_setfield(L, -2, "name");
+			}
+		lua_rawseti(L, -2, ++n);
+	}
+	if (n == 0)
+		return 0;
+	lua_pushboolean(L, critical != 0);
+	return 2;
+}
+
+/* Fetches the value of an extension by OID: 1 found, 0 absent, < 0 error. */
+static int ext_value(gnutls_x509_crt_t crt, const char *oid, gnutls_datum_t *d,
+		     unsigned *critical)
+{
+	int r = gnutls_x509_crt_get_extension_by_oid2(crt, oid, 0, d, critical);
+	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+static int datum_is(const gnutls_datum_t *d, const char *s)
+{
+	size_t n = strlen(s);
+	return (d->size == n || (d->size == n + 1 && d->data[n] == 0)) &&
+	       memcmp(d->data, s, n) == 0;
+}
+
+/* cert:authority_info_access() -> { ocsp = {urls}, ca_issuers = {urls} }
+ * | nil when absent */
+static int cert_authority_info_access(lua_State *L)
+{
+	gnutls_datum_t ext = {NULL, 0};
+	gnutls_x509_aia_t aia;
+	unsigned critical, seq;
+	int r = ext_value(check_cert(L, 1), OID_AIA, &ext, &critical);
+	if (r <= 0)
+		return r == 0 ? 0 : luatls_fail_gnutls(L, r, "authority info access");
+	lua_createtable(L, 0, 2);
+	lua_newtable(L);
+	lua_setfield(L, -2, "ocsp");
+	lua_newtable(L);
+	lua_setfield(L, -2, "ca_issuers");
+	r = gnutls_x509_aia_init(&aia);
+	if (r < 0) {
+		gnutls_free(ext.data);
+		return 1;
+	}
+	r = gnutls_x509_ext_import_aia(&ext, aia, 0);
+	gnutls_free(ext.data);
+	for (seq = 0; r == 0; seq++) {
+		gnutls_datum_t oid, san;
+		unsigned type;
+		if (gnutls_x509_aia_get(aia, seq, &oid, &type, &san) < 0)
+			break;
+		if (type != GNUTLS_SAN_URI)
+			continue;
+		lua_pushlstring(L, (const char *)san.data, san.size);
+		if (datum_is(&oid, GNUTLS_OID_AD_OCSP))
+			append_to(L, "ocsp");
+		else if (datum_is(&oid, GNUTLS_OID_AD_CAISSUERS))
+			append_to(L, "ca_issuers");
+		else
+			lua_pop(L, 1);
+	}
+	gnutls_x509_aia_deinit(aia);
+	return 1;
+}
+
+/* cert:crl_distribution_points() -> { url, ... } (empty when absent) */
+static int cert_crl_distribution_points(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	unsigned seq, reasons_, critical;
+	int n = 0;
+	lua_newtable(L);
+	for (seq = 0;; seq++) {
+		unsigned char buf[1024];
+		size_t size = sizeof buf;
+		int type = gnutls_x509_crt_get_crl_dist_points(
+			crt, seq, buf, &size, &reasons_, &critical);
+		if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
+			continue;
+		if (type < 0)
+			break;
+		if (type == GNUTLS_SAN_URI) {
+			lua_pushlstring(L, (const char *)buf, size);
+			lua_rawseti(L, -2, ++n);
+		}
+	}
+	return 1;
+}
+
+/* cert:scts() -> { {version=, log_id=hex, timestamp=, signature_algorithm=},
+ * ... } from the embedded SCT list (empty when absent) */
+static int cert_scts(lua_State *L)
+{
+	gnutls_datum_t ext = {NULL, 0};
+	gnutls_x509_ct_scts_t scts;
+	unsigned critical, idx;
+	int r = ext_value(check_cert(L, 1), OID_SCT, &ext, &critical);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "SCT list");
+	lua_newtable(L);
+	if (r == 0)
+		return 1;
+	r = gnutls_x509_ext_ct_scts_init(&scts);
+	if (r < 0) {
+		gnutls_free(ext.data);
+		return luatls_fail_gnutls(L, r, "SCT list");
+	}
+	r = gnutls_x509_ext_ct_import_scts(&ext, scts, 0);
+	gnutls_free(ext.data);
+	for (idx = 0; r == 0; idx++) {
+		unsigned version;
+		time_t ts;
+		gnutls_datum_t logid, sig;
+		gnutls_sign_algorithm_t alg;
+		const char *name;
+		if (gnutls_x509_ct_sct_get_version(scts, idx, &version) < 0 ||
+		    gnutls_x509_ct_sct_get(scts, idx, &ts, &logid, &alg, &sig) < 0)
+			break;
+		lua_createtable(L, 0, 4);
+		lua_pushinteger(L, version);
+		lua_setfield(L, -2, "version");
+		lua_pushinteger(L, (lua_Integer)ts);
+		lua_setfield(L, -2, "timestamp");
+		luatls_push_hex(L, logid.data, logid.size);
+		lua_setfield(L, -2, "log_id");
+		name = gnutls_sign_get_name(alg);
+		lua_pushstring(L, name ? name : "unknown");
+		lua_setfield(L, -2, "signature_algorithm");
+		gnutls_free(logid.data);
+		gnutls_free(sig.data);
+		lua_rawseti(L, -2, (int)idx + 1);
+	}
+	gnutls_x509_ext_ct_scts_deinit(scts);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "cannot parse the SCT list");
+	return 1;
+}
+
+/* cert:subject_key_id() / cert:authority_key_id() -> hex | nil */
+static int cert_subject_key_id(lua_State *L)
+{
+	unsigned char buf[128];
+	size_t size = sizeof buf;
+	unsigned critical;
+	if (gnutls_x509_crt_get_subject_key_id(check_cert(L, 1), buf, &size,
+					       &critical) < 0)
+		return 0;
+	luatls_push_hex(L, buf, size);
+	return 1;
+}
+
+static int cert_authority_key_id(lua_State *L)
+{
+	unsigned char buf[128];
+	size_t size = sizeof buf;
+	unsigned critical;
+	if (gnutls_x509_crt_get_authority_key_id(check_cert(L, 1), buf, &size,
+						 &critical) < 0)
+		return 0;
+	luatls_push_hex(L, buf, size);
+	return 1;
+}
+
+/* cert:extensions() -> { {oid=, critical=, value=DER}, ... } */
+static int cert_extensions(lua_State *L)
+{
+	gnutls_x509_crt_t crt = check_cert(L, 1);
+	unsigned idx;
+	lua_newtable(L);
+	for (idx = 0;; idx++) {
+		char oid[128];
+		size_t size = sizeof oid;
+		unsigned critical;
+		gnutls_datum_t d;
+		if (gnutls_x509_crt_get_extension_info(crt, idx, oid, &size,
+						       &critical) < 0)
+			break;
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, oid);
+		lua_setfield(L, -2, "oid");
+		lua_pushboolean(L, critical != 0);
+		lua_setfield(L, -2, "critical");
+		if (gnutls_x509_crt_get_extension_data2(crt, idx, &d) == 0) {
+			push_datum(L, &d);
+			lua_setfield(L, -2, "value");
+		}
+		lua_rawseti(L, -2, (int)idx + 1);
+	}
 	return 1;
 }
 
@@ -349,6 +893,16 @@ static int cert_pem(lua_State *L)
 static int cert_der(lua_State *L)
 {
 	return export_as(L, GNUTLS_X509_FMT_DER);
+}
+
+/* cert:text() -> the report `certtool -i` prints */
+static int cert_text(lua_State *L)
+{
+	gnutls_datum_t d;
+	int r = gnutls_x509_crt_print(check_cert(L, 1), GNUTLS_CRT_PRINT_FULL, &d);
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "print");
+	return push_datum(L, &d);
 }
 
 /* cert:check_hostname(name) -> boolean, with RFC 6125 wildcard rules and
@@ -387,38 +941,94 @@ static int cert_issued(lua_State *L)
 	return 1;
 }
 
-/* cert:key() -> algorithm name, bits */
-static int cert_key(lua_State *L)
+/* cert:signed_by(other) -> whether other's key verifies this certificate's
+ * signature (names and signature, no dates or constraints) */
+static int cert_signed_by(lua_State *L)
 {
-	unsigned bits = 0;
-	int alg = gnutls_x509_crt_get_pk_algorithm(check_cert(L, 1), &bits);
-	const char *name = gnutls_pk_get_name((gnutls_pk_algorithm_t)alg);
-	lua_pushstring(L, name ? name : "unknown");
-	lua_pushinteger(L, bits);
-	return 2;
-}
-
-static int cert_eq(lua_State *L)
-{
-	gnutls_x509_crt_t a = check_cert(L, 1), b = check_cert(L, 2);
-	lua_pushboolean(L, gnutls_x509_crt_equals(a, b) != 0);
+	gnutls_x509_crt_t crt = check_cert(L, 1), issuer = check_cert(L, 2);
+	unsigned status = 0;
+	int r = gnutls_x509_crt_verify(
+		crt, &issuer, 1,
+		GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+			GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
+			GNUTLS_VERIFY_ALLOW_BROKEN |
+			GNUTLS_VERIFY_DISABLE_CA_SIGN,
+		&status);
+	lua_pushboolean(L, r == 0 && !(status & (GNUTLS_CERT_SIGNATURE_FAILURE |
+						  GNUTLS_CERT_SIGNER_NOT_FOUND)));
 	return 1;
 }
 
+/* Both open and DER-equal; closed certificates compare by identity. */
+static int cert_eq(lua_State *L)
+{
+	Certificate *a = (Certificate *)luaL_checkudata(L, 1, CERT_MT);
+	Certificate *b = (Certificate *)luaL_checkudata(L, 2, CERT_MT);
+	if (a->crt == NULL || b->crt == NULL)
+		lua_pushboolean(L, a == b);
+	else
+		lua_pushboolean(L, gnutls_x509_crt_equals(a->crt, b->crt) != 0);
+	return 1;
+}
+
+/* Adds the datum's text to the buffer and frees it. */
+static void add_datum(luaL_Buffer *b, int r, gnutls_datum_t *d)
+{
+	if (r < 0) {
+		luaL_addstring(b, "?");
+		return;
+	}
+	luaL_addlstring(b, (const char *)d->data, d->size);
+	gnutls_free(d->data);
+}
+
+static void add_date(luaL_Buffer *b, time_t t)
+{
+	char s[16] = "?";
+	struct tm tm;
+	if (t != (time_t)-1 && gmtime_r(&t, &tm) != NULL)
+		strftime(s, sizeof s, "%Y-%m-%d", &tm);
+	luaL_addstring(b, s);
+}
+
+/* "luatls.Certificate: SUBJECT (issuer ISSUER; ECDSA P-256; valid
+ * 2025-01-01 to 2026-01-01)" */
 static int cert_tostring(lua_State *L)
 {
 	Certificate *ce = (Certificate *)luaL_checkudata(L, 1, CERT_MT);
-	gnutls_datum_t d;
+	gnutls_datum_t d, x, y;
+	gnutls_ecc_curve_t curve;
+	unsigned bits = 0;
+	int pk;
+	luaL_Buffer b;
 	if (ce->crt == NULL) {
 		lua_pushfstring(L, "luatls.Certificate (closed): %p", (void *)ce);
 		return 1;
 	}
-	if (gnutls_x509_crt_get_dn3(ce->crt, &d, 0) < 0) {
-		lua_pushliteral(L, "luatls.Certificate");
-		return 1;
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, "luatls.Certificate: ");
+	add_datum(&b, gnutls_x509_crt_get_dn3(ce->crt, &d, 0), &d);
+	luaL_addstring(&b, " (issuer ");
+	add_datum(&b, gnutls_x509_crt_get_issuer_dn3(ce->crt, &d, 0), &d);
+	luaL_addstring(&b, "; ");
+	pk = gnutls_x509_crt_get_pk_algorithm(ce->crt, &bits);
+	luaL_addstring(&b, pk_name(pk));
+	luaL_addchar(&b, ' ');
+	if (pk == GNUTLS_PK_ECDSA &&
+	    gnutls_x509_crt_get_pk_ecc_raw(ce->crt, &curve, &x, &y) == 0) {
+		gnutls_free(x.data);
+		gnutls_free(y.data);
+		luaL_addstring(&b, curve_name(curve));
+	} else {
+		lua_pushinteger(L, bits);
+		luaL_addvalue(&b);
 	}
-	lua_pushfstring(L, "luatls.Certificate (%s)", (const char *)d.data);
-	gnutls_free(d.data);
+	luaL_addstring(&b, "; valid ");
+	add_date(&b, gnutls_x509_crt_get_activation_time(ce->crt));
+	luaL_addstring(&b, " to ");
+	add_date(&b, gnutls_x509_crt_get_expiration_time(ce->crt));
+	luaL_addchar(&b, ')');
+	luaL_pushresult(&b);
 	return 1;
 }
 
@@ -433,22 +1043,41 @@ static int cert_close(lua_State *L)
 }
 
 static const luaL_Reg cert_methods[] = {
+	{"authority_info_access", cert_authority_info_access},
+	{"authority_key_id", cert_authority_key_id},
+	{"basic_constraints", cert_basic_constraints},
 	{"check_hostname", cert_check_hostname},
 	{"close", cert_close},
+	{"crl_distribution_points", cert_crl_distribution_points},
+	{"days_left", cert_days_left},
 	{"der", cert_der},
+	{"expires_within", cert_expires_within},
+	{"extended_key_usage", cert_extended_key_usage},
+	{"extensions", cert_extensions},
 	{"fingerprint", cert_fingerprint},
 	{"is_ca", cert_is_ca},
 	{"issued", cert_issued},
 	{"issuer", cert_issuer},
+	{"issuer_fields", cert_issuer_fields},
 	{"key", cert_key},
+	{"key_usage", cert_key_usage},
 	{"not_after", cert_not_after},
 	{"not_before", cert_not_before},
 	{"pem", cert_pem},
+	{"public_key", cert_public_key},
 	{"sans", cert_sans},
+	{"scts", cert_scts},
 	{"self_signed", cert_self_signed},
 	{"serial", cert_serial},
+	{"signature_algorithm", cert_signature_algorithm},
+	{"signed_by", cert_signed_by},
 	{"spki_pin", cert_spki_pin},
 	{"subject", cert_subject},
+	{"subject_fields", cert_subject_fields},
+	{"subject_key_id", cert_subject_key_id},
+	{"text", cert_text},
+	{"valid_at", cert_valid_at},
+	{"version", cert_version},
 	{NULL, NULL}
 };
 
