@@ -82,6 +82,8 @@ typedef struct { unsigned flag; const char *name; } luatls_flagname;
 typedef struct { const char *oid; const char *name; } luatls_oidname;
 extern const luatls_flagname luatls_key_usages[];
 extern const luatls_oidname luatls_purposes[];
+/* Certificate methods for the extensions (x509_ext.c). */
+extern const luaL_Reg luatls_cert_ext_methods[];
 
 struct ev_loop;
 struct ev_loop *luatls_host_loop(lua_State *L);
