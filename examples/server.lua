@@ -19,6 +19,7 @@ local server, err = tls.listen({
 	certificate = args.cert, key = args.key,
 	alpn = { "echo/1", "http/1.1" },
 	timeout = 30,
+	grace = 2, -- on SIGINT/SIGTERM: seconds for open connections to finish
 	on_handshake_error = function(msg, _, peer)
 		io.stderr:write("handshake with ", peer, " failed: ", msg, "\n")
 	end,

@@ -7,6 +7,10 @@ local loop = require "luatls.loop"
 
 local H = { tls = tls, core = core }
 
+local function pack(...)
+	return { n = select("#", ...), ... }
+end
+
 local function sh(cmd)
 	local ok = os.execute(cmd)
 	return ok == true or ok == 0
@@ -70,14 +74,15 @@ end
 local procs = {}
 
 -- Starts a shell command in the background, in its own process group, with
--- its output captured: returns a process object.
-function H.exec(cmd)
+-- its output captured: returns a process object. H.run kills it when it
+-- ends, unless keep is true (then call proc.kill() yourself).
+function H.exec(cmd, keep)
 	local dir = H.tmpdir()
 	local script = dir .. "/cmd.sh"
 	H.writefile(script, cmd .. "\necho $? > '" .. dir .. "/rc'\n")
 	local pid = capture("setsid sh '" .. script .. "' >'" .. dir .. "/out' 2>&1 </dev/null & echo $!")
 	local proc = { pid = tonumber(pid), dir = dir, cmd = cmd }
-	procs[#procs + 1] = proc
+	if not keep then procs[#procs + 1] = proc end
 
 	function proc.output()
 		local f = io.open(dir .. "/out", "rb")
@@ -168,9 +173,9 @@ function H.run(fn, timeout)
 	timeout = timeout or 20
 	loop.reset()
 	local s = loop.default()
-	local result = {}
+	local result = { n = 0 }
 	s:spawn(function()
-		result = { fn() }
+		result = pack(fn())
 		tls.stop(1)
 	end)
 	local ok, err = pcall(function() return s:run(s:now() + timeout) end)
@@ -187,7 +192,7 @@ function H.run(fn, timeout)
 		error("the test did not finish within " .. timeout .. " s", 2)
 	end
 	H.kill_all()
-	return (table.unpack or unpack)(result)
+	return (table.unpack or unpack)(result, 1, result.n)
 end
 
 -- Runs fn and returns its error message (for specs of what must raise).

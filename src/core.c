@@ -194,16 +194,26 @@ static int core_strerror(lua_State *L)
 	return 1;
 }
 
-/* core.alert_name(number) -> "bad_certificate"-style description or nil */
+/* core.alert_name(number) -> "bad_certificate"-style name, description;
+ * or nil for an unknown alert */
 static int core_alert_name(lua_State *L)
 {
-	const char *n = gnutls_alert_get_strname(
-		(gnutls_alert_description_t)luaL_checkinteger(L, 1));
-	if (n == NULL)
+	gnutls_alert_description_t a =
+		(gnutls_alert_description_t)luaL_checkinteger(L, 1);
+	const char *n = gnutls_alert_get_strname(a);
+	luaL_Buffer b;
+	if (n == NULL) {
 		lua_pushnil(L);
-	else
-		lua_pushstring(L, n);
-	return 1;
+		return 1;
+	}
+	if (strncmp(n, "GNUTLS_A_", 9) == 0)
+		n += 9;
+	luaL_buffinit(L, &b);
+	for (; *n != '\0'; n++)
+		luaL_addchar(&b, (char)(*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n));
+	luaL_pushresult(&b);
+	lua_pushstring(L, gnutls_alert_get_name(a));
+	return 2;
 }
 
 /* core.check_priority(string) -> true | nil, message, code */

@@ -29,6 +29,7 @@ typedef struct {
 	int server;
 	int verify;
 	int send_pending;
+	int refused_hello;
 	int in_eof;
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
@@ -220,6 +221,39 @@ static int would_block(lua_State *L, Session *ss)
 	return luatls_wouldblock(L, gnutls_record_get_direction(ss->s));
 }
 
+/* "certificate_required"-style name of an alert, from GnuTLS's
+ * "GNUTLS_A_CERTIFICATE_REQUIRED". */
+static void push_alert_name(lua_State *L, int alert)
+{
+	const char *n = gnutls_alert_get_strname((gnutls_alert_description_t)alert);
+	char buf[64];
+	size_t i;
+	if (n == NULL) {
+		lua_pushliteral(L, "unknown");
+		return;
+	}
+	if (strncmp(n, "GNUTLS_A_", 9) == 0)
+		n += 9;
+	for (i = 0; n[i] != '\0' && i < sizeof buf - 1; i++)
+		buf[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
+	buf[i] = '\0';
+	lua_pushstring(L, buf);
+}
+
+/* nil, "<what>: the peer sent a fatal alert: <name> (<number>)", code */
+static int fail_alert(lua_State *L, Session *ss, const char *what)
+{
+	int alert = (int)gnutls_alert_get(ss->s);
+	ss->state = S_FAILED;
+	lua_pushnil(L);
+	push_alert_name(L, alert);
+	lua_pushfstring(L, "%s: the peer sent a fatal alert: %s (%d)", what,
+			lua_tostring(L, -1), alert);
+	lua_remove(L, -2);
+	lua_pushliteral(L, "GNUTLS_E_FATAL_ALERT_RECEIVED");
+	return 3;
+}
+
 /* Fails the session after a fatal handshake error, telling the peer why. */
 static int handshake_failed(lua_State *L, Session *ss, int r)
 {
@@ -227,13 +261,8 @@ static int handshake_failed(lua_State *L, Session *ss, int r)
 	if (r != GNUTLS_E_FATAL_ALERT_RECEIVED && r != GNUTLS_E_PUSH_ERROR &&
 	    r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PREMATURE_TERMINATION)
 		(void)gnutls_alert_send_appropriate(ss->s, r);
-	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-		int alert = (int)gnutls_alert_get(ss->s);
-		const char *name = gnutls_alert_get_strname((gnutls_alert_description_t)alert);
-		return luatls_fail(L, "GNUTLS_E_FATAL_ALERT_RECEIVED",
-				   "handshake: the peer sent a fatal alert: %s (%d)",
-				   name ? name : "unknown", alert);
-	}
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+		return fail_alert(L, ss, "handshake");
 	return luatls_fail_gnutls(L, r, "handshake");
 }
 
@@ -302,16 +331,15 @@ static int session_recv(lua_State *L)
 			return would_block(L, ss);
 		if (r == GNUTLS_E_REHANDSHAKE) {
 			refuse_renegotiation(ss);
+			ss->refused_hello = 1;
+		} else if (r == GNUTLS_E_UNEXPECTED_PACKET && ss->refused_hello) {
+			ss->refused_hello = 0; /* the refused hello, discarded */
 		} else if (r == GNUTLS_E_PREMATURE_TERMINATION) {
 			return luatls_fail(L, "closed",
 					   "the peer closed the connection "
 					   "without close_notify");
 		} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-			const char *name = gnutls_alert_get_strname(gnutls_alert_get(ss->s));
-			ss->state = S_FAILED;
-			return luatls_fail(L, "GNUTLS_E_FATAL_ALERT_RECEIVED",
-					   "the peer sent a fatal alert: %s",
-					   name ? name : "unknown");
+			return fail_alert(L, ss, "receive");
 		} else if (gnutls_error_is_fatal((int)r)) {
 			ss->state = S_FAILED;
 			return luatls_fail_gnutls(L, (int)r, "receive");
@@ -348,12 +376,18 @@ static int session_send(lua_State *L)
 		return would_block(L, ss);
 	}
 	ss->send_pending = 0;
+	if (r == GNUTLS_E_PUSH_ERROR) {
+		/* The peer may have said why before closing: read its alert. */
+		char tmp[512];
+		if (gnutls_record_recv(ss->s, tmp, sizeof tmp) ==
+		    GNUTLS_E_FATAL_ALERT_RECEIVED)
+			return fail_alert(L, ss, "send");
+		ss->state = S_FAILED;
+		return luatls_fail(L, "closed", "send: the peer closed the connection");
+	}
 	if (r < 0) {
 		if (gnutls_error_is_fatal((int)r))
 			ss->state = S_FAILED;
-		if (r == GNUTLS_E_PUSH_ERROR)
-			return luatls_fail(L, "closed",
-					   "send: the peer closed the connection");
 		return luatls_fail_gnutls(L, (int)r, "send");
 	}
 	lua_pushinteger(L, (lua_Integer)r);
@@ -546,6 +580,21 @@ static int session_peer_certificates(lua_State *L)
 	return 1;
 }
 
+/* sess:client_certificate() -> requested, sent: whether the server asked
+ * this client for a certificate, and whether it sent one */
+static int session_client_certificate(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	if (ss->server) {
+		lua_pushboolean(L, ss->c->client_auth != GNUTLS_CERT_IGNORE);
+		lua_pushboolean(L, gnutls_certificate_get_peers(ss->s, NULL) != NULL);
+	} else {
+		lua_pushboolean(L, gnutls_certificate_client_get_request_status(ss->s));
+		lua_pushboolean(L, gnutls_certificate_get_ours(ss->s) != NULL);
+	}
+	return 2;
+}
+
 /* sess:fd() -> the file descriptor, or nil for the in-memory transport */
 static int session_fd(lua_State *L)
 {
@@ -593,6 +642,7 @@ static int session_tostring(lua_State *L)
 
 static const luaL_Reg session_methods[] = {
 	{"bye", session_bye},
+	{"client_certificate", session_client_certificate},
 	{"close", session_close},
 	{"drain", session_drain},
 	{"fd", session_fd},

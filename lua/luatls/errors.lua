@@ -154,11 +154,15 @@ function M.handshake(message, code, ctx)
 		return M.verify_message(sess:verify_result(), chain, ctx), "verify"
 	end
 	if code == "GNUTLS_E_FATAL_ALERT_RECEIVED" then
-		local n = tonumber(message:match("%((%d+)%)$"))
-		local advice = n and alert_advice[n]
-		if advice then return format(advice[2], who), advice[1] end
-		local name = message:match("alert: ([%w_ ]+)") or "unknown"
-		return format("%s refused the handshake (alert %s)", who, name), "alert"
+		if ctx.role == "client" and sess then
+			local requested, sent = sess:client_certificate()
+			if requested and not sent then
+				return format("%s requires a client certificate: it asked for one and refused the " ..
+					"handshake without it (alert %s); pass certificate and key",
+					who, message:match("alert: ([%w_]+)") or "unknown"), "alert"
+			end
+		end
+		return M.alert(message, ctx, "refused the handshake")
 	end
 	local advice = code_advice[code]
 	if advice then
@@ -167,14 +171,34 @@ function M.handshake(message, code, ctx)
 	return format("handshake with %s failed: %s", who, message:gsub("^handshake: ", "")), code
 end
 
+-- Explains a fatal alert from the peer ("...: the peer sent a fatal alert:
+-- name (n)"): returns message, code.
+function M.alert(message, ctx, doing)
+	local who = peer_label(ctx)
+	local n = tonumber(message:match("%((%d+)%)$"))
+	local advice = n and alert_advice[n]
+	if advice then return format(advice[2], who), advice[1] end
+	local name = message:match("alert: ([%w_]+)") or "unknown"
+	return format("%s %s (alert %s)", who, doing or "ended the connection", name), "alert"
+end
+
+-- Classifies a failure after the handshake (receive, send): alerts get
+-- their advice, the rest passes through.
+function M.failure(message, code, ctx)
+	if code == "GNUTLS_E_FATAL_ALERT_RECEIVED" then
+		return M.alert(message, ctx)
+	end
+	return message, code
+end
+
 -- Explains a GnuTLS error name, an alert number or one of the library's
 -- codes in a sentence (also reachable as luatls.explain).
 function M.explain(what)
 	if type(what) == "number" then
 		local a = alert_advice[what]
 		if a then return (format(a[2], "the peer")) end
-		local name = core.alert_name(what)
-		return name and ("the peer sent the alert " .. name) or nil
+		local name, text = core.alert_name(what)
+		return name and ("the peer sent the alert " .. name .. ": " .. text) or nil
 	end
 	local advice = code_advice[what]
 	if advice then return (format(advice[2], "the peer")) end

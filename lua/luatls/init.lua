@@ -21,6 +21,7 @@ local M = {
 
 local DEFAULT_HANDSHAKE_TIMEOUT = 10
 local DEFAULT_CONNECT_TIMEOUT = 10
+local stop -- defined below
 
 local function sched() return loop.default() end
 
@@ -255,7 +256,7 @@ function M.connect(opts)
 end
 
 local LISTEN_OPTIONS = {
-	host = true, port = true, backlog = true, timeout = true,
+	host = true, port = true, backlog = true, timeout = true, grace = true,
 	handshake_timeout = true, on_error = true, on_handshake_error = true,
 }
 for k in pairs(CONTEXT_OPTIONS) do LISTEN_OPTIONS[k] = true end
@@ -323,7 +324,7 @@ function M.listen(opts, handler)
 		error("bad argument #1 to 'listen' (option 'port' must be a port number, 0 for any)", 2)
 	end
 	check_type("listen", opts, "host", "string")
-	for _, k in ipairs { "timeout", "handshake_timeout", "backlog" } do check_type("listen", opts, k, "number") end
+	for _, k in ipairs { "timeout", "handshake_timeout", "backlog", "grace" } do check_type("listen", opts, k, "number") end
 	for _, k in ipairs { "on_error", "on_handshake_error" } do check_type("listen", opts, k, "function") end
 
 	local s = sched()
@@ -342,8 +343,8 @@ function M.listen(opts, handler)
 	}, Server)
 	s.servers = (s.servers or 0) + 1
 	if not s.signal_recs then
-		local function stop() s:stop() end
-		s.signal_recs = { s:signal(core.signals.SIGINT, stop), s:signal(core.signals.SIGTERM, stop) }
+		local function on_signal() stop(s, opts.grace) end
+		s.signal_recs = { s:signal(core.signals.SIGINT, on_signal), s:signal(core.signals.SIGTERM, on_signal) }
 	end
 	s:at_stop(function() server:close() end)
 
@@ -368,6 +369,17 @@ function M.listen(opts, handler)
 		end
 	end)
 	return server
+end
+
+-- Stops the scheduler s: listeners stop accepting at once; connections
+-- still open after grace seconds get close_notify and are closed.
+function stop(s, grace)
+	s:at_finish(function()
+		for conn in stream.each_open() do
+			if conn.sched == s then conn:close() end
+		end
+	end)
+	return s:stop(grace)
 end
 
 -- luatls.session{ role = "client"|"server", ... } -> a Session over the
@@ -415,12 +427,7 @@ function M.stop(grace)
 		error("bad argument #1 to 'stop' (non-negative number expected)", 2)
 	end
 	local s = sched()
-	s:at_finish(function()
-		for conn in stream.each_open() do
-			if conn.sched == s then conn:abort() end
-		end
-	end)
-	return s:stop(grace)
+	return stop(sched(), grace)
 end
 
 return M

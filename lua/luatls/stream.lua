@@ -92,7 +92,8 @@ local function fill(self, deadline)
 			return true
 		end
 		if code ~= "wantread" and code ~= "wantwrite" then
-			return nil, err, code
+			if code == "closed" then return nil, err, code end
+			return nil, errors.failure(err, code, self)
 		end
 		local ok, werr, wcode = await(self, code, deadline, "receive")
 		if not ok then return nil, werr, wcode end
@@ -171,7 +172,8 @@ function Stream:send(data, i, j)
 			local ok, werr, wcode = await(self, code, deadline, "send")
 			if not ok then return nil, werr, wcode, i + pos - 2 end
 		else
-			return nil, err, code, i + pos - 2
+			local msg, c = errors.failure(err, code, self)
+			return nil, msg, c, i + pos - 2
 		end
 	end
 	return j

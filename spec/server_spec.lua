@@ -1,0 +1,136 @@
+local H = require "helper"
+local tls = H.tls
+
+local interpreter = os.getenv("LUATLS_LUA") or (arg and arg[-1]) or "lua5.4"
+
+local function pair(P)
+	return { port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key" }
+end
+
+describe("a luatls server", function()
+	it("lets an open connection finish after tls.stop(), then stops accepting", function()
+		local P = H.pki()
+		local finished, second_err = H.run(function()
+			local done = false
+			local srv = assert(tls.listen(pair(P), function(conn)
+				local line = conn:receive("*l")
+				tls.sleep(0.2) -- still working when stop() comes
+				conn:send(line .. "!\n")
+				done = true
+			end))
+			local _, port = srv:address()
+			local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+			conn:send("bye\n")
+			tls.sleep(0.05)
+			tls.stop(5)
+			local answer = conn:receive("*l")
+			conn:close()
+			assert.equal("bye!", answer)
+			local again, err, code = tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" }
+			assert.is_nil(again)
+			return done, code
+		end)
+		assert.is_true(finished)
+		assert.equal("ECONNREFUSED", second_err)
+	end)
+
+	it("closes connections that outlive the grace period with close_notify, and returns from run", function()
+		local P = H.pki()
+		-- the client is another process: stop() ends this loop's coroutines
+		local script = H.tmpdir() .. "/client.lua"
+		H.writefile(script, [[
+			local tls = require "luatls"
+			tls.spawn(function()
+				local conn = assert(tls.connect { host = "localhost", port = tonumber(arg[1]), cafile = arg[2] })
+				conn:settimeout(10)
+				local data, err, code = conn:receive("*l")
+				print(tostring(data) .. "|" .. tostring(err) .. "|" .. tostring(code))
+			end)
+			tls.run()
+		]])
+		local started, output = H.run(function()
+			local srv = assert(tls.listen(pair(P), function(conn)
+				conn:receive("*l") -- the client never sends a line
+			end))
+			local _, port = srv:address()
+			local proc = H.exec(interpreter .. " '" .. script .. "' " .. port .. " '" .. P .. "ca.pem'", true)
+			for _ = 1, 200 do
+				if srv.accepted > 0 then break end
+				tls.sleep(0.025)
+			end
+			local t0 = tls.now()
+			tls.stop(0.3)
+			return t0, proc
+		end)
+		local proc = output
+		-- the loop has ended; wait for the client to report what it saw
+		local rc
+		for _ = 1, 200 do
+			rc = proc.rc()
+			if rc then break end
+			H.sh("sleep 0.05")
+		end
+		proc.kill()
+		assert.equal(0, rc, proc.output())
+		assert.truthy(started)
+		assert.equal("nil|closed|closed", proc.output():match("[^\n]*|[^\n]*|[^\n]*"), proc.output())
+	end)
+
+	it("stops gracefully on SIGTERM, sending close_notify to open clients", function()
+		local P = H.pki()
+		local rc, output = H.run(function()
+			local root = H.capture("pwd"):gsub("%s+$", "")
+			local proc = H.exec(interpreter .. " '" .. root .. "/examples/server.lua' --cert '" ..
+				P .. "server-chain.pem' --key '" .. P .. "server.key' --port 0")
+			local port
+			for _ = 1, 200 do
+				port = proc.output():match("listening on [%d.]+:(%d+)")
+				if port then break end
+				tls.sleep(0.05)
+			end
+			assert.truthy(port, proc.output())
+			local conn = assert(tls.connect { host = "localhost", port = tonumber(port), cafile = P .. "ca.pem" })
+			conn:send("one\n")
+			assert.equal("ONE", conn:receive("*l"))
+			H.sh("pkill -TERM -P " .. proc.pid) -- the interpreter, child of the shell
+			conn:settimeout(10)
+			local data, err, code = conn:receive("*l")
+			assert.is_nil(data)
+			assert.equal("closed", code, err)
+			assert.equal("closed", err) -- close_notify, not a reset
+			conn:close()
+			return proc.wait(10)
+		end)
+		assert.equal(0, rc, output)
+		assert.truthy(output:find("server stopped", 1, true), output)
+	end)
+
+	it("serves clients while reporting a failing handler without stopping", function()
+		local P = H.pki()
+		local reported = {}
+		local answers = H.run(function()
+			local opts = pair(P)
+			opts.on_error = function(msg) reported[#reported + 1] = msg end
+			local srv = assert(tls.listen(opts, function(conn)
+				local line = conn:receive("*l")
+				if line == "boom" then error("handler exploded") end
+				conn:send(line .. "\n")
+			end))
+			local _, port = srv:address()
+			local out = {}
+			for _, word in ipairs { "boom", "fine" } do
+				local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+				conn:settimeout(5)
+				conn:send(word .. "\n")
+				local got, _, code = conn:receive("*l")
+				out[#out + 1] = got or code
+				conn:close()
+			end
+			return out
+		end)
+		assert.same({ "closed", "fine" }, answers)
+		assert.equal(1, #reported)
+		assert.truthy(reported[1]:find("handler exploded", 1, true))
+		assert.truthy(reported[1]:find("traceback", 1, true))
+	end)
+end)
