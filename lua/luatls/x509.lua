@@ -304,13 +304,12 @@ function M.diagnose(chain, result, opts)
 		local left_s = c:not_after() - now
 		if left_s >= 0 then
 			add(left_s < soon and "expires-soon" or "expires-first", left_s < soon and "warning" or "info", first,
-				"%s expires first, on %s (in %s)", label(first, c), day(c:not_after()),
+				"%s expires %son %s (in %s)", label(first, c), #order > 1 and "first, " or "", day(c:not_after()),
 				plural(floor(left_s / DAY), "day"))
 		end
 	end
 
 	-- the leaf's names and purpose
-	local lc = chain[leaf]
 	if reasons["hostname-mismatch"] then
 		local names = names_of(chain[1])
 		add("hostname-mismatch", "error", 1,
@@ -341,10 +340,10 @@ function M.diagnose(chain, result, opts)
 				"pass that CA as cafile if you trust it", top:subject())
 		else
 			add("missing-intermediate", "error", order[#order],
-				"%s was issued by %s, which is neither in the chain nor a trusted CA: most likely the intermediate " ..
-				"certificate %s is missing from the chain and must be sent after it; otherwise %s is not a trusted CA " ..
-				"(unknown CA) and must be passed as cafile",
-				label(order[#order], top), top:issuer(), top:issuer(), top:issuer())
+				"%s was issued by %s, which is neither in the chain nor a trusted CA: most likely that intermediate " ..
+				"certificate is missing from the chain and must be sent after it; if it is a root, it is not a " ..
+				"trusted CA (unknown CA): pass it as cafile if you trust it",
+				label(order[#order], top), top:issuer())
 		end
 	end
 	if reasons["signer-not-ca"] then
@@ -405,26 +404,27 @@ function M.diagnose(chain, result, opts)
 		end
 	end
 
-	-- weak algorithms and keys
-	local weak_found = false
+	-- weak algorithms and keys; GnuTLS rejects weak signatures, a short key
+	-- only under a stricter profile
+	local weak_sig, short = false, {}
 	for k, i in ipairs(order) do
 		local c = chain[i]
 		local name, _, hash = c:signature_algorithm()
 		if not (k > 1 and c:self_signed()) and hash and WEAK_HASH[hash] then
-			weak_found = true
+			weak_sig = true
 			add("weak-signature", reasons["insecure-algorithm"] and "error" or "warning", i,
 				"%s is signed with %s, which is no longer safe; it must be reissued with SHA-256 or better",
 				label(i, c), name)
 		end
 		local sk = short_key(c)
-		if sk then
-			add("short-key", reasons["insecure-algorithm"] and "error" or "warning", i,
-				"%s has a %d-bit %s key, too short to be safe; use RSA 2048 or more, or ECDSA P-256",
-				label(i, c), sk.bits, sk.algorithm)
-			weak_found = true
-		end
+		if sk then short[#short + 1] = { i, c, sk } end
 	end
-	if reasons["insecure-algorithm"] and not weak_found then
+	for _, s in ipairs(short) do
+		add("short-key", reasons["insecure-algorithm"] and not weak_sig and "error" or "warning", s[1],
+			"%s has a %d-bit %s key, too short to be safe; use RSA 2048 or more, or ECDSA P-256",
+			label(s[1], s[2]), s[3].bits, s[3].algorithm)
+	end
+	if reasons["insecure-algorithm"] and not weak_sig and #short == 0 then
 		add("insecure-algorithm", "error", nil,
 			"a certificate of the chain (or its trusted CA) uses an insecure algorithm such as SHA-1 or MD5, or a key too short")
 	end
