@@ -199,7 +199,9 @@ describe("Certificate fields", function()
 
 			it("match openssl x509: serial, names, fingerprints and dates", function()
 				local o = sh("openssl x509 -noout -serial -subject -issuer -nameopt RFC2253 -in '" .. path .. "'")
-				assert.equal(o:match("serial=(%x+)"):lower(), c:serial())
+				-- openssl prints the integer, certtool and serial() the DER bytes (a
+				-- leading 00 keeps a high first bit positive)
+				assert.equal(o:match("serial=(%x+)"):lower(), (c:serial():gsub("^00(%x%x)", "%1")))
 				assert.equal(o:match("subject=([^\n]*)"), c:subject())
 				assert.equal(o:match("issuer=([^\n]*)"), c:issuer())
 				for _, alg in ipairs { "sha1", "sha256", "sha512" } do
