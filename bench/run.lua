@@ -1,0 +1,479 @@
+-- bench/run.lua: the luatls benchmark driver (see bench/README.md).
+-- Started by bench/run.sh with BENCH_BIN (built tools), BENCH_TMP (a fresh
+-- directory) and QUICK=1 for the quick mode. Servers run on CPU 0, the load
+-- generator on CPU 1; every figure is the median of the rounds with its
+-- spread; the output ends with "ratio <metric> luatls/<peer> <value>" lines.
+local BIN = assert(os.getenv("BENCH_BIN"), "BENCH_BIN not set")
+local TMP = assert(os.getenv("BENCH_TMP"), "BENCH_TMP not set")
+local SRC = assert(os.getenv("BENCH_SRC"), "BENCH_SRC not set")
+local QUICK = os.getenv("QUICK") == "1"
+local LUA = os.getenv("BENCH_LUA") or "lua5.4"
+
+local C = QUICK and {
+	rounds = 2, warm = 0.3, secs = 0.8, ttfb_n = 200, bulk = 64 << 20,
+	idle = { 1000 }, idle_rounds = 1, budget = 100,
+} or {
+	rounds = 5, warm = 0.5, secs = 3.0, ttfb_n = 1000, bulk = 256 << 20,
+	idle = { 1000, 10000 }, idle_rounds = 3, budget = 14 * 60,
+}
+local CONCURRENCY = 100
+
+local PRIORITY = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:" ..
+	"+ECDHE-RSA:-CIPHER-ALL:+AES-128-GCM:+CHACHA20-POLY1305:+AES-256-GCM:-MAC-ALL:" ..
+	"+AEAD:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-X448:+GROUP-SECP384R1:" ..
+	"+GROUP-SECP521R1:%SERVER_PRECEDENCE"
+
+local notes = {}
+local function note(fmt, ...)
+	local s = fmt:format(...)
+	for _, n in ipairs(notes) do if n == s then return end end
+	notes[#notes + 1] = s
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+	local p = io.popen(cmd .. " 2>&1")
+	local out = p:read("a")
+	p:close()
+	return out
+end
+
+local function have(cmd)
+	return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+local function now()
+	local f = io.open("/proc/uptime")
+	local t = tonumber(f:read("a"):match("^(%S+)"))
+	f:close()
+	return t
+end
+local t0 = now()
+local function time_left() return C.budget - (now() - t0) end
+
+-- Servers --------------------------------------------------------------------
+
+local pki = TMP .. "/pki/"
+local CERTS = {
+	ecdsa = { cert = pki .. "server-chain.pem", key = pki .. "server.key" },
+	rsa = { cert = pki .. "server-rsa-chain.pem", key = pki .. "server-rsa.key" },
+}
+
+local function nginx_conf(dir, port, crt, tickets)
+	local f = assert(io.open(dir .. "/nginx.conf", "w"))
+	f:write(([[
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 30000;
+error_log %s/error.log error;
+pid %s/nginx.pid;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;
+  uwsgi_temp_path %s; scgi_temp_path %s;
+  keepalive_requests 100000000; keepalive_timeout 900s;
+  default_type text/plain;
+  server {
+    listen 127.0.0.1:%d ssl backlog=1024;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_ecdh_curve X25519:prime256v1;
+    ssl_prefer_server_ciphers on;
+    ssl_session_cache off;
+    %s
+    location = / { return 200 "ok\n"; }
+    location /bulk/ { root %s/www; }
+  }
+}
+]]):format(dir, dir, dir, dir, dir, dir, dir, port, crt.cert, crt.key,
+		tickets and "ssl_session_tickets on;"
+			or "ssl_session_tickets off; ssl_conf_command NumTickets 0;", TMP))
+	f:close()
+	return dir .. "/nginx.conf"
+end
+
+-- name -> command line for (port, certificate files, tickets on?)
+local SERVERS = {
+	baseline = function(port, crt, tickets)
+		return ("%s/baseline -p %d -c %s -k %s%s"):format(BIN, port, q(crt.cert), q(crt.key),
+			tickets and " -T" or "")
+	end,
+	luatls = function(port, crt)
+		return ("%s %s/luatls_server.lua %d %s %s 900"):format(LUA, SRC, port, q(crt.cert), q(crt.key))
+	end,
+	luasec = function(port, crt, tickets)
+		return ("lua5.4 %s/luasec_server.lua %d %s %s %s 900"):format(SRC, port, q(crt.cert), q(crt.key),
+			tickets and "tickets" or "notickets")
+	end,
+	nginx = function(port, crt, tickets)
+		local dir = TMP .. "/nginx-" .. port
+		os.execute("mkdir -p " .. q(dir))
+		return ("nginx -p %s -c %s -e %s/error.log"):format(q(dir), q(nginx_conf(dir, port, crt, tickets)), q(dir))
+	end,
+	["gnutls-serv"] = function(port, crt, tickets)
+		return ("gnutls-serv -q --echo --crlf -a -p %d --x509certfile=%s --x509keyfile=%s --priority=%s%s"):format(
+			port, q(crt.cert), q(crt.key), q(PRIORITY), tickets and "" or " --noticket")
+	end,
+}
+SERVERS["baseline+tickets"] = function(port, crt) return SERVERS.baseline(port, crt, true) end
+
+-- columns of the table; "baseline+tickets" only runs the ECDSA handshakes
+local ORDER = { "baseline", "luatls", "luasec", "nginx", "gnutls-serv", "baseline+tickets" }
+local PEERS = { "baseline", "luasec", "nginx", "gnutls-serv" }
+local available = {}
+for _, name in ipairs(ORDER) do available[name] = true end
+if os.execute(("%s -e 'require \"ssl\" require \"socket\"' 2>/dev/null"):format("lua5.4")) ~= true then
+	available.luasec = false
+	note("luasec: lua-sec/lua-socket not installed for lua5.4: skipped")
+end
+if not have("nginx") then available.nginx = false note("nginx: not installed: skipped") end
+if not have("gnutls-serv") then available["gnutls-serv"] = false note("gnutls-serv: not installed: skipped") end
+
+-- servers that cannot hold N connections (select() and FD_SETSIZE)
+local MAX_CONNS = { luasec = 1000, ["gnutls-serv"] = 1000 }
+
+local running = {}
+local pidfile = TMP .. "/pids"
+local next_port = 20000 + math.random(0, 9) * 1000
+
+local function alive(pid)
+	local f = io.open("/proc/" .. pid .. "/stat")
+	if not f then return false end
+	local s = f:read("a")
+	f:close()
+	local st = s:match("%) (%a)")
+	return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+local function listening(port)
+	return sh("ss -Hltn 'sport = :" .. port .. "'"):find("LISTEN", 1, true) ~= nil
+end
+
+local function free_port()
+	for _ = 1, 200 do
+		next_port = next_port + 1
+		if next_port > 30000 then next_port = 20001 end
+		if not listening(next_port) then return next_port end
+	end
+	error("no free port found")
+end
+
+local function write_pids()
+	local f = io.open(pidfile, "w")
+	for pid in pairs(running) do f:write(pid, "\n") end
+	f:close()
+end
+
+-- Starts a server pinned to CPU 0: { name, pid, port } or nil, why
+local function start(name, certname, tickets)
+	local port = free_port()
+	local cmd = SERVERS[name](port, CERTS[certname], tickets)
+	local log = TMP .. "/" .. name .. ".log"
+	local pipe = io.popen("echo $$; exec taskset -c 0 " .. cmd .. " >>" .. q(log) .. " 2>&1", "r")
+	local pid = tonumber(pipe:read("l"))
+	local srv = { name = name, pid = pid, port = port, pipe = pipe }
+	running[pid] = srv
+	write_pids()
+	for _ = 1, 100 do
+		if listening(port) then return srv end
+		if not alive(pid) then break end
+		sleep(0.05)
+	end
+	running[pid] = nil
+	os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+	pipe:close()
+	write_pids()
+	return nil, name .. " did not start (see " .. log .. ")"
+end
+
+local function stop(srv)
+	if not running[srv.pid] then return end
+	os.execute("kill -TERM " .. srv.pid .. " 2>/dev/null")
+	for _ = 1, 20 do
+		if not alive(srv.pid) then break end
+		sleep(0.05)
+	end
+	if alive(srv.pid) then os.execute("kill -KILL " .. srv.pid .. " 2>/dev/null") end
+	srv.pipe:close()
+	running[srv.pid] = nil
+	write_pids()
+end
+
+local function stop_all()
+	for _, srv in pairs(running) do stop(srv) end
+end
+
+-- Load generator --------------------------------------------------------------
+
+local function loadgen(srv, mode, args, limit)
+	local t = now()
+	local cmd = ("timeout -s KILL %d taskset -c 1 %s/loadgen %s -p %d -P %d %s"):format(
+		math.ceil(limit), BIN, mode, srv.port, srv.pid, args)
+	local out = sh(cmd)
+	if os.getenv("BENCH_VERBOSE") then
+		io.stderr:write(("  %-16s %-6s %5.1fs %s"):format(srv.name, mode, now() - t, out))
+	end
+	local r = {}
+	for k, v in out:gmatch('([%w_]+)="([^"]*)"') do r[k] = v end
+	for k, v in out:gmatch('([%w_]+)=([^%s"]+)') do r[k] = tonumber(v) or v end
+	if not r.ok or r.ok == 0 then
+		note("%s %s: failed: %s", srv.name, mode, (out:gsub("%s+$", "")))
+		return nil
+	end
+	if (r.err or 0) > 0 then
+		note("%s %s: %d failed connections (%s)", srv.name, mode, r.err, r.last_error or "?")
+	end
+	return r
+end
+
+-- Results ------------------------------------------------------------------------
+
+local results = {} -- results[row][server] = { values }
+local function add(row, server, v)
+	if v == nil or v < 0 then return end
+	results[row] = results[row] or {}
+	results[row][server] = results[row][server] or {}
+	local t = results[row][server]
+	t[#t + 1] = v
+end
+
+local function median(t)
+	local s = {}
+	for i, v in ipairs(t) do s[i] = v end
+	table.sort(s)
+	local n = #s
+	if n == 0 then return nil end
+	if n % 2 == 1 then return s[(n + 1) // 2] end
+	return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function spread(t)
+	local m = median(t)
+	if not m or m == 0 or #t < 2 then return 0 end
+	return (math.max(table.unpack(t)) - math.min(table.unpack(t))) / 2 / m * 100
+end
+
+local function value(row, server)
+	local t = results[row] and results[row][server]
+	return t and median(t)
+end
+
+-- Tests -----------------------------------------------------------------------
+
+local W = ("-w %.2f -t %.2f"):format(C.warm, C.secs)
+local LIMIT = C.warm + C.secs + 30
+
+local function handshakes(name, certname)
+	local srv, err = start(name, certname, name == "baseline+tickets")
+	if not srv then note("%s", err) return end
+	local r = loadgen(srv, "hs", ("-c %d %s"):format(CONCURRENCY, W), LIMIT)
+	if r then
+		add("hs-" .. certname, name, r.rate)
+		add("hs-" .. certname .. "-cpu", name, r.per_cpu)
+		if certname == "ecdsa" then
+			add("lat-p50", name, r.hs_p50_ms)
+			add("lat-p99", name, r.hs_p99_ms)
+		end
+	end
+	if certname == "ecdsa" and name ~= "baseline+tickets" then
+		r = loadgen(srv, "ttfb", ("-n %d -w %.2f -t 20"):format(C.ttfb_n, C.warm), 50)
+		if r then
+			add("ttfb", name, r.ttfb_p50_ms)
+			add("ttfb-mean", name, r.ttfb_mean_ms)
+		end
+		if name ~= "gnutls-serv" then -- an echo server: no bulk responses
+			for _, cipher in ipairs { "aes128gcm", "chacha20" } do
+				r = loadgen(srv, "bulk", ("-C %s -b %d -t 60"):format(cipher, C.bulk), 90)
+				if r then
+					add("bulk-" .. cipher, name, r.mbps)
+					add("bulk-" .. cipher .. "-cpu", name, r.mb_per_cpu)
+				end
+			end
+		end
+	end
+	stop(srv)
+end
+
+local function resumed(name)
+	local srv, err = start(name, "ecdsa", true)
+	if not srv then note("%s", err) return end
+	local r = loadgen(srv, "resume", ("-c %d %s"):format(CONCURRENCY, W), LIMIT)
+	if r then
+		add("resumed", name, r.rate)
+		add("resumed-cpu", name, r.per_cpu)
+		if r.resumed < 0.95 * r.ok then
+			note("%s resume: only %d of %d connections were resumed", name, r.resumed, r.ok)
+		end
+	end
+	stop(srv)
+end
+
+local function idle(name, n, r)
+	if name == "gnutls-serv" and (QUICK or r > 1) then
+		-- its select() loop takes 20 s or more to take 1,000 connections
+		note("gnutls-serv: idle memory measured in the first round of the full run only")
+		return
+	end
+	if MAX_CONNS[name] and n > MAX_CONNS[name] then
+		note("%s: idle %d not run: its select() loop is limited to FD_SETSIZE (1024) descriptors", name, n)
+		return
+	end
+	local srv, err = start(name, "ecdsa", false)
+	if not srv then note("%s", err) return end
+	-- warm up (lazy initialisation, allocator arenas), then measure
+	loadgen(srv, "hs", ("-c 20 -w 0 -t %.2f -n 300"):format(C.warm), 30)
+	sleep(0.2)
+	local r = loadgen(srv, "idle", ("-c %d -t %d"):format(n, n // 200 + 20), n // 100 + 80)
+	if r then
+		add("idle-" .. n, name, r.per_conn_kib)
+		add("idle-" .. n .. "-answered", name, r.answered)
+		if r.parked < n or r.answered < r.parked then
+			note("%s idle %d: %d established, %d answered afterwards", name, n, r.parked, r.answered)
+		end
+	end
+	stop(srv)
+end
+
+-- Main -------------------------------------------------------------------------
+
+local function rotate(list, k)
+	local out = {}
+	for i = 1, #list do out[i] = list[(i - 1 + k) % #list + 1] end
+	return out
+end
+
+local function each_server(r, fn, only_peers)
+	local list = {}
+	for _, name in ipairs(ORDER) do
+		if available[name] and (not only_peers or name ~= "baseline+tickets") then
+			list[#list + 1] = name
+		end
+	end
+	for _, name in ipairs(rotate(list, r - 1)) do fn(name) end
+end
+
+local function main()
+	-- bodies for nginx's /bulk/N, written so that they sit in the page cache
+	for _, n in ipairs { 4 << 20, C.bulk } do
+		os.execute(("mkdir -p %s/www/bulk && head -c %d /dev/zero | tr '\\0' x >%s/www/bulk/%d")
+			:format(q(TMP), n, q(TMP), n))
+	end
+	print(("luatls bench (%s): %s"):format(QUICK and "QUICK" or "full", os.date("!%Y-%m-%d %H:%M UTC")))
+	print(("  %s; %s; nginx %s; %s"):format(
+		sh("uname -sr"):gsub("%s+$", ""),
+		sh("gnutls-cli --version | head -1"):gsub("%s+$", ""),
+		(sh("nginx -v"):match("nginx/(%S+)") or "-"),
+		sh("lua5.4 -v"):gsub("%s+$", "")))
+	print(("  load average at start: %s"):format(sh("cat /proc/loadavg"):match("^(%S+ %S+ %S+)")))
+	print(("  rounds %d, window %.1f s, %d concurrent clients, TTFB over %d connections, bulk %d MiB"):format(
+		C.rounds, C.secs, CONCURRENCY, C.ttfb_n, C.bulk >> 20))
+	io.stdout:flush()
+
+	local rounds_done = 0
+	for r = 1, C.rounds do
+		if r > 1 and time_left() < (now() - t0) / (r - 1) then
+			note("stopped after %d rounds to stay within the time budget", r - 1)
+			break
+		end
+		io.stderr:write(("round %d/%d: ecdsa handshakes, ttfb, bulk\n"):format(r, C.rounds))
+		each_server(r, function(name) handshakes(name, "ecdsa") end)
+		io.stderr:write(("round %d/%d: rsa handshakes\n"):format(r, C.rounds))
+		each_server(r, function(name) handshakes(name, "rsa") end, true)
+		io.stderr:write(("round %d/%d: resumed handshakes\n"):format(r, C.rounds))
+		each_server(r, resumed, true)
+		if r <= C.idle_rounds then
+			for _, n in ipairs(C.idle) do
+				io.stderr:write(("round %d/%d: %d idle connections\n"):format(r, C.rounds, n))
+				each_server(r, function(name) idle(name, n, r) end, true)
+			end
+		end
+		rounds_done = r
+	end
+
+	-- the table
+	local ROWS = {
+		{ "hs-ecdsa", "handshake-ecdsa", "full hs/s", "%.0f" },
+		{ "hs-ecdsa-cpu", "handshake-ecdsa", "hs/server-CPU-s", "%.0f" },
+		{ "hs-rsa", "handshake-rsa", "full hs/s", "%.0f" },
+		{ "hs-rsa-cpu", "handshake-rsa", "hs/server-CPU-s", "%.0f" },
+		{ "resumed", "resumed", "hs/s", "%.0f" },
+		{ "resumed-cpu", "resumed", "hs/server-CPU-s", "%.0f" },
+		{ "bulk-aes128gcm", "bulk-aes128gcm", "MB/s", "%.0f" },
+		{ "bulk-aes128gcm-cpu", "bulk-aes128gcm", "MB/server-CPU-s", "%.0f" },
+		{ "bulk-chacha20", "bulk-chacha20", "MB/s", "%.0f" },
+		{ "bulk-chacha20-cpu", "bulk-chacha20", "MB/server-CPU-s", "%.0f" },
+		{ "idle-1000", "idle-memory", "KiB/conn @1000", "%.1f" },
+		{ "idle-10000", "idle-memory", "KiB/conn @10000", "%.1f" },
+		{ "idle-10000-answered", "idle-memory", "answered @10000", "%.0f" },
+		{ "ttfb", "ttfb", "ms p50 (seq.)", "%.2f" },
+		{ "ttfb-mean", "ttfb", "ms mean (seq.)", "%.2f" },
+		{ "lat-p50", "latency-p50", "ms hs, 100 conc.", "%.2f" },
+		{ "lat-p99", "latency-p99", "ms hs, 100 conc.", "%.2f" },
+	}
+	local cols = {}
+	for _, name in ipairs(ORDER) do if available[name] then cols[#cols + 1] = name end end
+	print()
+	local head = ("%-16s %-17s"):format("metric", "unit")
+	for _, name in ipairs(cols) do head = head .. ("%17s"):format(name) end
+	print(head)
+	print(("-"):rep(#head))
+	for _, row in ipairs(ROWS) do
+		local key, metric, unit, fmt = row[1], row[2], row[3], row[4]
+		if results[key] then
+			local line = ("%-16s %-17s"):format(metric, unit)
+			for _, name in ipairs(cols) do
+				local t = results[key][name]
+				local cell = "-"
+				if t and #t > 0 then
+					cell = fmt:format(median(t))
+					if #t > 1 then cell = cell .. (" ±%.0f%%"):format(spread(t)) end
+				end
+				line = line .. ("%17s"):format(cell)
+			end
+			print(line)
+		end
+	end
+	print(("(median of %d rounds; ±: half the range, in %% of the median; idle memory: %d round(s))")
+		:format(rounds_done, math.min(rounds_done, C.idle_rounds)))
+
+	if #notes > 0 then
+		print()
+		for _, n in ipairs(notes) do print("note: " .. n) end
+	end
+
+	-- ratios: above 1 is better for luatls everywhere
+	print()
+	local RATIOS = {
+		{ "handshake-ecdsa", "hs-ecdsa-cpu", false },
+		{ "handshake-rsa", "hs-rsa-cpu", false },
+		{ "resumed", "resumed-cpu", false },
+		{ "bulk-aes128gcm", "bulk-aes128gcm", false },
+		{ "bulk-chacha20", "bulk-chacha20", false },
+		{ "idle-memory", "idle-1000", true },
+		{ "latency-p99", "lat-p99", true },
+		{ "ttfb", "ttfb", true },
+	}
+	for _, spec in ipairs(RATIOS) do
+		local metric, key, invert = spec[1], spec[2], spec[3]
+		local mine = value(key, "luatls")
+		for _, peer in ipairs(PEERS) do
+			local theirs = value(key, peer)
+			if mine and theirs and mine > 0 and theirs > 0 then
+				print(("ratio %s luatls/%s %.3f"):format(metric, peer, invert and theirs / mine or mine / theirs))
+			end
+		end
+	end
+	io.stderr:write(("bench: %d s\n"):format(math.floor(now() - t0 + 0.5)))
+end
+
+math.randomseed(os.time())
+local ok, err = xpcall(main, debug.traceback)
+stop_all()
+if not ok then
+	io.stderr:write("bench: ", tostring(err), "\n")
+	os.exit(1)
+end
