@@ -532,6 +532,21 @@ describe("generation", function()
 		end)
 	end
 
+	it("closes keys idempotently; methods on a closed key raise; unclosed keys and stores are collected", function()
+		local key = assert(x509.generate_key())
+		key:close()
+		key:close()
+		assert.matches("^luatls%.PrivateKey %(closed%)", tostring(key))
+		assert.has_error(function() key:pem() end, "private key is closed")
+		assert.has_error(function() x509.issue { key = key, subject = "CN=x" } end, "private key is closed")
+		for _ = 1, 20 do
+			x509.generate_key()
+			x509.store { certificates = { made.ca.cert } }
+		end
+		collectgarbage()
+		collectgarbage()
+	end)
+
 	it("makes self-signed and CA-signed certificates that certtool and openssl verify", function()
 		local ca_path = save(made.ca.cert:pem())
 		local chain_path = save(made.server.cert:pem() .. made.int.cert:pem())
