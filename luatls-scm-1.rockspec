@@ -25,8 +25,9 @@ build = {
     -- keep in step with src/*.c (the Makefile takes them all)
     ["luatls.core"] = {
       sources = {
-        "src/compat.c", "src/context.c", "src/core.c", "src/loop.c",
-        "src/session.c", "src/socket.c", "src/x509.c",
+        "src/compat.c", "src/context.c", "src/core.c", "src/crl.c", "src/key.c",
+        "src/loop.c", "src/session.c", "src/socket.c", "src/store.c", "src/x509.c",
+        "src/x509_ext.c", "src/x509_gen.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(GNUTLS_INCDIR)", "$(LIBEV_INCDIR)", "include", "src" },

@@ -16,7 +16,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 case $lua in */*) lua=$(cd "$(dirname "$lua")" && pwd)/$(basename "$lua") ;; esac
 case $moddir in /*) ;; *) moddir=$root/$moddir ;; esac
 case $tap in /*) ;; *) tap=$PWD/$tap ;; esac
-cd "$root"
+cd "$root" || exit 1
 
 # This checkout first; the trailing ";;" keeps the default paths (busted, cjson,
 # socket). Lua 5.3/5.4 read LUA_PATH_5_x in preference to LUA_PATH.

@@ -17,7 +17,7 @@ export LUA_CPATH="$cpath" LUA_CPATH_5_3="$cpath" LUA_CPATH_5_4="$cpath"
 tmp=$(mktemp -d)
 server=
 cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null || true
+	if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT

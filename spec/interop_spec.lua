@@ -459,7 +459,7 @@ describe("interop", function()
 			assert.is_nil(seen.info)
 			assert.equal(1, #failures)
 			assert.equal("version", failures[1][2])
-			assert.matches("TLS 1.2", failures[1][1], 1, true)
+			assert.matches("offered TLS1.1; this side accepts TLS1.3, TLS1.2", failures[1][1], 1, true)
 		end)
 
 		it("answers curl over HTTP/1.1", function()

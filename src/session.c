@@ -31,10 +31,15 @@ typedef struct {
 	int send_pending;
 	int refused_hello;
 	int in_eof;
+	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
+	int hello_seen;
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
 	char *server_name; /* SNI sent by a client */
 } Session;
+
+static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
+		      unsigned incoming, const gnutls_datum_t *msg);
 
 static Session *check_session(lua_State *L, int i)
 {
@@ -178,7 +183,10 @@ static int session_new(lua_State *L)
 		return luaL_error(L, "cannot set up session: %s",
 				  gnutls_strerror(r));
 
+	gnutls_session_set_ptr(ss->s, ss);
 	if (c->server) {
+		gnutls_handshake_set_hook_function(ss->s, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+						   GNUTLS_HOOK_PRE, hello_hook);
 		gnutls_certificate_server_set_request(ss->s, c->client_auth);
 		if (c->client_auth != GNUTLS_CERT_IGNORE && verify) {
 			gnutls_typed_vdata_st purpose = {
@@ -214,6 +222,91 @@ static int session_new(lua_State *L)
 							   mem_pull_timeout);
 	}
 	return 1;
+}
+
+static unsigned rd16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+/* Records the versions a ClientHello offers (supported_versions, else the
+ * legacy version), so a failure can say what the client wanted. */
+static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
+{
+	size_t i, len;
+	if (n >= 4 && p[0] == 1 && ((size_t)p[1] << 16 | rd16(p + 2)) == n - 4) {
+		p += 4; /* handshake header */
+		n -= 4;
+	}
+	if (n < 35 || p[0] != 3)
+		return;
+	ss->hello_seen = 1;
+	if (p[1] <= 4)
+		ss->hello_versions = 1u << p[1];
+	i = 34;
+	i += 1 + (size_t)p[i]; /* session id */
+	if (i + 2 > n)
+		return;
+	i += 2 + rd16(p + i); /* cipher suites */
+	if (i + 1 > n)
+		return;
+	i += 1 + (size_t)p[i]; /* compression methods */
+	if (i + 2 > n)
+		return;
+	len = rd16(p + i);
+	i += 2;
+	if (i + len < n)
+		n = i + len;
+	while (i + 4 <= n) {
+		unsigned type = rd16(p + i);
+		size_t elen = rd16(p + i + 2);
+		const unsigned char *e = p + i + 4;
+		i += 4 + elen;
+		if (i > n)
+			return;
+		if (type == 43 && elen >= 1) { /* supported_versions */
+			size_t j, vlen = e[0];
+			unsigned v = 0;
+			for (j = 1; j + 1 <= vlen && j + 1 < elen; j += 2)
+				if (e[j] == 3 && e[j + 1] <= 4)
+					v |= 1u << e[j + 1];
+			ss->hello_versions = v;
+		}
+	}
+}
+
+static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
+		      unsigned incoming, const gnutls_datum_t *msg)
+{
+	Session *ss = (Session *)gnutls_session_get_ptr(s);
+	(void)htype;
+	(void)when;
+	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
+		parse_client_hello(ss, msg->data, msg->size);
+	return 0;
+}
+
+/* Versions enabled here, as bits (minor) like hello_versions. */
+static unsigned enabled_versions(Session *ss)
+{
+	const unsigned *list;
+	unsigned v = 0;
+	int i, n = gnutls_priority_protocol_list(ss->c->prio, &list);
+	for (i = 0; i < n; i++)
+		if (list[i] >= GNUTLS_TLS1_0 && list[i] <= GNUTLS_TLS1_3)
+			v |= 1u << (list[i] - GNUTLS_TLS1_0 + 1);
+	return v;
+}
+
+static void push_versions(lua_State *L, unsigned bits)
+{
+	int minor, n = 0;
+	lua_newtable(L);
+	for (minor = 4; minor >= 1; minor--)
+		if (bits & (1u << minor)) {
+			lua_pushfstring(L, "TLS1.%d", minor - 1);
+			lua_rawseti(L, -2, ++n);
+		}
 }
 
 static int would_block(lua_State *L, Session *ss)
@@ -258,6 +351,15 @@ static int fail_alert(lua_State *L, Session *ss, const char *what)
 static int handshake_failed(lua_State *L, Session *ss, int r)
 {
 	ss->state = S_FAILED;
+	if (ss->server && ss->hello_seen && ss->hello_versions != 0 &&
+	    (ss->hello_versions & enabled_versions(ss)) == 0) {
+		/* GnuTLS calls this a cipher mismatch; it is a version one. */
+		(void)gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
+					GNUTLS_A_PROTOCOL_VERSION);
+		return luatls_fail(L, "GNUTLS_E_UNSUPPORTED_VERSION_PACKET",
+				   "handshake: %s", gnutls_strerror(
+				   GNUTLS_E_UNSUPPORTED_VERSION_PACKET));
+	}
 	if (r != GNUTLS_E_FATAL_ALERT_RECEIVED && r != GNUTLS_E_PUSH_ERROR &&
 	    r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PREMATURE_TERMINATION)
 		(void)gnutls_alert_send_appropriate(ss->s, r);
@@ -327,8 +429,15 @@ static int session_recv(lua_State *L)
 		}
 		if (r == 0)
 			return luatls_fail(L, "closed", "closed");
-		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+			/* After a post-handshake message (a session ticket)
+			 * GnuTLS may say "again" with records still buffered. */
+			if ((gnutls_record_check_pending(ss->s) > 0 ||
+			     (ss->fd < 0 && ss->in.len > ss->in.off)) &&
+			    ++tries < MAX_NONFATAL_RETRIES)
+				continue;
 			return would_block(L, ss);
+		}
 		if (r == GNUTLS_E_REHANDSHAKE) {
 			refuse_renegotiation(ss);
 			ss->refused_hello = 1;
@@ -580,6 +689,19 @@ static int session_peer_certificates(lua_State *L)
 	return 1;
 }
 
+/* sess:versions() -> { versions enabled here }, { versions the client
+ * offered } (servers, once its ClientHello arrived) */
+static int session_versions(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	push_versions(L, enabled_versions(ss));
+	if (ss->server && ss->hello_seen) {
+		push_versions(L, ss->hello_versions);
+		return 2;
+	}
+	return 1;
+}
+
 /* sess:client_certificate() -> requested, sent: whether the server asked
  * this client for a certificate, and whether it sent one */
 static int session_client_certificate(lua_State *L)
@@ -654,6 +776,7 @@ static const luaL_Reg session_methods[] = {
 	{"recv", session_recv},
 	{"send", session_send},
 	{"verify_result", session_verify_result},
+	{"versions", session_versions},
 	{NULL, NULL}
 };
 

@@ -164,6 +164,16 @@ function M.handshake(message, code, ctx)
 		end
 		return M.alert(message, ctx, "refused the handshake")
 	end
+	if code == "GNUTLS_E_UNSUPPORTED_VERSION_PACKET" and sess and ctx.role == "server" then
+		local ours, theirs = sess:versions()
+		if theirs and #theirs > 0 then
+			local older = theirs[1] < ours[#ours]
+			return format("there is no TLS version both sides accept: %s offered %s; this side accepts %s%s",
+				who, concat(theirs, ", "), concat(ours, ", "),
+				older and " (the client is too old: upgrade it, or lower min_version in the policy)"
+				or " (the client is too new for this side's max_version)"), "version"
+		end
+	end
 	local advice = code_advice[code]
 	if advice then
 		return format(advice[2], who), advice[1]

@@ -210,6 +210,7 @@ function M.connect(opts)
 	if opts.server_name ~= nil and opts.server_name ~= false and type(opts.server_name) ~= "string" then
 		error("bad argument #1 to 'connect' (option 'server_name' must be a string or false)", 2)
 	end
+	loop.check_waitable(3)
 	local s = sched()
 	local pol = opts.policy or policy.default
 	local host, port = opts.host, opts.port
@@ -232,8 +233,8 @@ function M.connect(opts)
 	local server_name = opts.server_name
 	if server_name == nil and not is_ip(host) then server_name = host end
 	local verify = opts.verify ~= false
-	local hostname
-	if verify and opts.verify_hostname ~= false then
+	local hostname -- checked when verify is on; reported on even when off
+	if opts.verify_hostname ~= false then
 		hostname = server_name or host
 	end
 	local sess = core.session(ctx, {
@@ -398,7 +399,7 @@ function M.session(opts)
 	if not ctx then return nil, err, code end
 	local verify = opts.verify ~= false
 	local hostname
-	if opts.role == "client" and verify and opts.verify_hostname ~= false then
+	if opts.role == "client" and opts.verify_hostname ~= false then
 		hostname = opts.server_name
 	end
 	return core.session(ctx, {

@@ -122,14 +122,15 @@ local function enqueue(self, co, ...)
 	self.queue[t] = { co, select("#", ...), ... }
 end
 
-local function check_waitable()
+local function check_waitable(level)
 	local co, main = coroutine.running()
 	if co == nil or main then
 		error("luatls: this call waits, so it must run inside a coroutine " ..
-			"started with luatls.spawn (or a luatls.listen handler)", 3)
+			"started with luatls.spawn (or a luatls.listen handler)", level or 3)
 	end
 	return co
 end
+M.check_waitable = check_waitable
 
 -- Waits until the io record is ready or the deadline (absolute, loop time)
 -- passes. Returns true, or nil, "timeout". deadline nil: no deadline.

@@ -108,42 +108,45 @@ end
 
 -- receive(pattern [, prefix]) the LuaSocket way: "*l" (or "l") a line
 -- without its end of line, "*a" (or "a") everything until the peer closes,
--- a number for that many bytes. Failures: nil, message, code, partial.
+-- a number for that many bytes. prefix is put in front of what is read
+-- (and counts toward n). Failures: nil, message, code, partial.
 function Stream:receive(pattern, prefix)
 	check(self, "receive")
 	pattern = pattern or "*l"
 	if prefix ~= nil and type(prefix) ~= "string" then
-		error("bad argument #2 to 'receive' (string expected)", 2)
+		error("bad argument #2 to 'receive' (string expected, got " .. type(prefix) .. ")", 2)
 	end
-	if prefix then self.buf = prefix .. self.buf end
+	prefix = prefix or ""
 	local deadline = deadline_of(self)
 	if type(pattern) == "number" then
 		if pattern < 0 or pattern % 1 ~= 0 then
 			error("bad argument #1 to 'receive' (non-negative integer expected)", 2)
 		end
-		while #self.buf < pattern do
+		local want = pattern - #prefix
+		if want <= 0 then return prefix end
+		while #self.buf < want do
 			local ok, err, code = fill(self, deadline)
-			if not ok then return nil, err, code, take(self, #self.buf) end
+			if not ok then return nil, err, code, prefix .. take(self, #self.buf) end
 		end
-		return take(self, pattern)
+		return prefix .. take(self, want)
 	elseif pattern == "*l" or pattern == "l" then
 		local from = 1
 		while true do
 			local nl = find(self.buf, "\n", from, true)
 			if nl then
 				local line = take(self, nl)
-				return (line:gsub("\r?\n$", ""))
+				return prefix .. (line:gsub("\r?\n$", ""))
 			end
 			from = #self.buf + 1
 			local ok, err, code = fill(self, deadline)
-			if not ok then return nil, err, code, take(self, #self.buf) end
+			if not ok then return nil, err, code, prefix .. take(self, #self.buf) end
 		end
 	elseif pattern == "*a" or pattern == "a" then
 		while true do
 			local ok, err, code = fill(self, deadline)
 			if not ok then
-				if code == "closed" then return take(self, #self.buf) end
-				return nil, err, code, take(self, #self.buf)
+				if code == "closed" then return prefix .. take(self, #self.buf) end
+				return nil, err, code, prefix .. take(self, #self.buf)
 			end
 		end
 	end
@@ -157,10 +160,16 @@ function Stream:send(data, i, j)
 	if type(data) ~= "string" then
 		error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
 	end
-	i = i or 1
-	j = j or #data
+	local len = #data
+	i, j = i or 1, j or len
+	if type(i) ~= "number" then error("bad argument #2 to 'send' (number expected)", 2) end
+	if type(j) ~= "number" then error("bad argument #3 to 'send' (number expected)", 2) end
+	-- negative positions count from the end, as in string.sub
+	if i < 0 then i = len + i + 1 end
+	if j < 0 then j = len + j + 1 end
 	if i < 1 then i = 1 end
-	if j > #data then j = #data end
+	if j > len then j = len end
+	if i > j then return i - 1 end
 	local deadline = deadline_of(self)
 	local s = (i == 1 and j == #data) and data or sub(data, i, j)
 	local pos, last = 1, #s
