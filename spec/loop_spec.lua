@@ -1,0 +1,292 @@
+-- luatls.Loop and luatls.Watcher (the libev reactor), and the rules of the
+-- scheduler built on them.
+local H = require "helper"
+local tls, core = H.tls, H.core
+local loop = require "luatls.loop"
+
+-- The pid of this process (not of a shell it starts).
+local function mypid()
+	local f = assert(io.open("/proc/self/stat", "rb"))
+	local pid = f:read("*l"):match("^(%d+)")
+	f:close()
+	return pid
+end
+
+describe("luatls.Loop", function()
+	it("is made by core.loop over the shared loop, or a loop of its own with new = true", function()
+		local shared, own = core.loop(), core.loop { new = true }
+		assert.equal("luatls.Loop", getmetatable(shared).__name)
+		assert.matches("shared", tostring(shared), 1, true)
+		assert.matches("own", tostring(own), 1, true)
+		own:close()
+		shared:close()
+	end)
+
+	it("raises for an unknown option, naming it", function()
+		assert.matches("bogus", H.error_of(core.loop, { bogus = true }), 1, true)
+	end)
+
+	it("has a __tostring naming the type", function()
+		local lp = core.loop { new = true }
+		assert.matches("luatls.Loop", tostring(lp), 1, true)
+		lp:close()
+		assert.matches("closed", tostring(lp), 1, true)
+	end)
+
+	it("reports the current time", function()
+		local lp = core.loop { new = true }
+		assert.is_true(math.abs(lp:now() - os.time()) < 5)
+		lp:close()
+	end)
+
+	it("returns 0 from a step with nothing ready", function()
+		local lp = core.loop { new = true }
+		local out = {}
+		assert.equal(0, lp:step(0, out))
+		assert.equal(0, lp:step(0.02, out))
+		assert.is_nil(out[1])
+		lp:close()
+	end)
+
+	it("reports a timer watcher by its id when it fires, once", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(42)
+		w:start(0.01)
+		assert.is_true(w:active())
+		local out = {}
+		assert.equal(1, lp:step(2, out))
+		assert.equal(42, out[1])
+		assert.is_false(w:active())
+		assert.equal(0, lp:step(0.02, {}))
+		w:close()
+		lp:close()
+	end)
+
+	it("reports an io watcher when its fd is ready, and disarms it", function()
+		local lp = core.loop { new = true }
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local _, port = lsock:local_address()
+		local w = lp:io(7, lsock:fd(), "r")
+		w:start()
+		local out = {}
+		assert.equal(0, lp:step(0, out))
+		local sock = assert(core.tcp_connect("127.0.0.1", port))
+		assert.equal(1, lp:step(2, out))
+		assert.equal(7, out[1])
+		assert.is_false(w:active())
+		w:close()
+		sock:close()
+		lsock:close()
+		lp:close()
+	end)
+
+	it("reports a signal watcher when the signal arrives", function()
+		local lp = core.loop()
+		local w = lp:signal(9, core.signals.SIGHUP)
+		w:start()
+		assert.is_true(w:active())
+		os.execute("kill -HUP " .. mypid())
+		local out = {}
+		local n = 0
+		for _ = 1, 50 do
+			n = lp:step(0.05, out)
+			if n > 0 then break end
+		end
+		w:close()
+		lp:close()
+		assert.equal(1, n)
+		assert.equal(9, out[1])
+	end)
+
+	it("can be closed twice", function()
+		local lp = core.loop { new = true }
+		lp:close()
+		lp:close()
+	end)
+
+	it("raises 'loop is closed' for a method after close", function()
+		local lp = core.loop { new = true }
+		lp:close()
+		assert.matches("loop is closed", H.error_of(lp.now, lp), 1, true)
+		assert.matches("loop is closed", H.error_of(lp.step, lp, 0, {}), 1, true)
+		assert.matches("loop is closed", H.error_of(lp.timer, lp, 1), 1, true)
+		assert.matches("loop is closed", H.error_of(lp.io, lp, 1, 0, "r"), 1, true)
+		assert.matches("loop is closed", H.error_of(lp.signal, lp, 1, core.signals.SIGHUP), 1, true)
+	end)
+
+	it("raises for a bad direction or a missing table, naming the argument", function()
+		local lp = core.loop { new = true }
+		assert.matches("#4", H.error_of(lp.io, lp, 1, 0, "x"), 1, true)
+		assert.matches("#3", H.error_of(lp.step, lp, 0), 1, true)
+		lp:close()
+	end)
+
+	it("is collected without close, with armed watchers, in the same cycle as them", function()
+		for i = 1, 200 do
+			local lp = core.loop { new = true }
+			local t = lp:timer(i)
+			t:start(60)
+			local w = lp:io(i, 0, "r")
+			if i % 2 == 0 then w:start() end
+		end
+		collectgarbage("collect")
+		collectgarbage("collect")
+		local lp = core.loop { new = true }
+		assert.equal(0, lp:step(0, {}))
+		lp:close()
+	end)
+
+	it("has __close and __gc metamethods", function()
+		local mt = getmetatable(core.loop { new = true })
+		assert.is_function(mt.__gc)
+		assert.is_function(mt.__close)
+		if _VERSION == "Lua 5.4" then
+			local f = assert(load([[
+				local lp = ...
+				do local x <close> = lp end
+				return tostring(lp)
+			]]))
+			assert.matches("closed", f(core.loop { new = true }), 1, true)
+		end
+	end)
+end)
+
+describe("luatls.Watcher", function()
+	it("has a __tostring naming the type, the kind and the id", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(5)
+		assert.equal("luatls.Watcher", getmetatable(w).__name)
+		assert.matches("luatls.Watcher", tostring(w), 1, true)
+		assert.matches("timer 5", tostring(w), 1, true)
+		w:close()
+		assert.matches("closed", tostring(w), 1, true)
+		lp:close()
+	end)
+
+	it("can be stopped before it fires", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		w:start(0.01)
+		w:stop()
+		assert.is_false(w:active())
+		assert.equal(0, lp:step(0.05, {}))
+		w:close()
+		lp:close()
+	end)
+
+	it("raises for set on a watcher that is not an io watcher", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		assert.matches("not an io watcher", H.error_of(w.set, w, 0, "r"), 1, true)
+		w:close()
+		lp:close()
+	end)
+
+	it("raises for a timer started without its delay", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		assert.matches("number expected", H.error_of(w.start, w), 1, true)
+		w:close()
+		lp:close()
+	end)
+
+	it("can be closed twice", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		w:start(10)
+		w:close()
+		w:close()
+		lp:close()
+	end)
+
+	it("raises 'watcher is closed' for a method after close", function()
+		local lp = core.loop { new = true }
+		local w = lp:io(1, 0, "r")
+		w:close()
+		for _, m in ipairs { "start", "stop", "active" } do
+			assert.matches("watcher is closed", H.error_of(w[m], w), 1, true)
+		end
+		assert.matches("watcher is closed", H.error_of(w.set, w, 0, "r"), 1, true)
+		lp:close()
+	end)
+
+	it("stays usable after its loop object is closed, and closes cleanly after it", function()
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		lp:close()
+		w:start(10)
+		assert.is_true(w:active())
+		w:stop()
+		w:close()
+		collectgarbage("collect")
+	end)
+
+	it("is collected without close", function()
+		local lp = core.loop { new = true }
+		for i = 1, 200 do
+			local w = lp:timer(i)
+			w:start(60)
+			lp:io(i, 0, "r"):start()
+		end
+		collectgarbage("collect")
+		collectgarbage("collect")
+		assert.equal(0, lp:step(0, {}))
+		lp:close()
+	end)
+end)
+
+describe("the scheduler", function()
+	it("raises from sleep outside a coroutine, saying it must run inside one", function()
+		loop.reset()
+		local err = H.error_of(tls.sleep, 0.01)
+		assert.matches("must run inside a coroutine", err, 1, true)
+	end)
+
+	it("raises for spawn of something that is not a function", function()
+		loop.reset()
+		assert.matches("function expected", H.error_of(tls.spawn, 42), 1, true)
+	end)
+
+	it("raises for sleep with a negative time", function()
+		local err = H.run(function() return H.error_of(tls.sleep, -1) end)
+		assert.matches("non-negative", err, 1, true)
+	end)
+
+	it("raises for stop with a negative grace", function()
+		assert.matches("non-negative", H.error_of(tls.stop, -1), 1, true)
+		loop.reset()
+	end)
+
+	it("raises a coroutine's error from run, with its traceback", function()
+		loop.reset()
+		tls.spawn(function()
+			tls.sleep(0.01)
+			error("boom in a coroutine")
+		end)
+		local err = H.error_of(tls.run)
+		loop.reset()
+		assert.matches("boom in a coroutine", err, 1, true)
+		assert.matches("traceback", err, 1, true)
+	end)
+
+	it("wakes sleepers in the order of their deadlines", function()
+		local order = H.run(function()
+			local got = {}
+			for _, d in ipairs { 0.06, 0.02, 0.04, 0 } do
+				tls.spawn(function() tls.sleep(d) got[#got + 1] = d end)
+			end
+			tls.sleep(0.15)
+			return got
+		end)
+		assert.same({ 0, 0.02, 0.04, 0.06 }, order)
+	end)
+
+	it("returns from run once every coroutine has finished", function()
+		loop.reset()
+		local done = 0
+		for _ = 1, 3 do tls.spawn(function() tls.sleep(0.01) done = done + 1 end) end
+		tls.run()
+		loop.reset()
+		assert.equal(3, done)
+	end)
+end)
