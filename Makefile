@@ -87,17 +87,20 @@ deps:
 
 # Each interpreter gets its own core.so (build/<lua>/luatls/core.so); see
 # .ci/busted-tap.sh for LUA_PATH/LUA_CPATH. The last line is "N passed, N failed".
+# Each run counts in a folder of its own, so that runs at the same time do
+# not mix their results; the last summary is also left in $(TAPDIR)/summary.
 test: deps
-	@rm -rf $(TAPDIR) && mkdir -p $(TAPDIR); \
+	@mkdir -p $(TAPDIR); run=$$(mktemp -d $(TAPDIR)/run.XXXXXX); \
 	for lua in $(LUAS); do \
 		if $(MAKE) --no-print-directory LUA=$$lua BUILD=build/$$lua module; then \
-			.ci/busted-tap.sh $$lua build/$$lua $(TAPDIR)/$$lua.tap $(BUSTED_ARGS); \
+			.ci/busted-tap.sh $$lua build/$$lua $$run/$$lua.tap $(BUSTED_ARGS); \
 		else \
-			echo "not ok - $$lua: build failed" | tee $(TAPDIR)/$$lua.tap; \
+			echo "not ok - $$lua: build failed" | tee $$run/$$lua.tap; \
 		fi; \
 	done; \
-	.ci/tap-summary.sh $(TAPDIR)/*.tap >$(TAPDIR)/summary; status=$$?; \
-	cat $(TAPDIR)/summary; exit $$status
+	.ci/tap-summary.sh $$run/*.tap >$$run/summary; status=$$?; \
+	cp $$run/summary $(TAPDIR)/summary; cat $$run/summary; rm -rf $$run; \
+	exit $$status
 
 # lua5.4 with AddressSanitizer and UBSan (.ci/asan-lua); leaks outside our code
 # are listed in .ci/lsan.supp.

@@ -61,7 +61,7 @@ function H.pki()
 	local dir = os.getenv("LUATLS_TEST_PKI")
 	if not dir or dir == "" then
 		dir = H.tmpdir()
-		assert(sh("sh spec/pki.sh '" .. dir .. "'"), "spec/pki.sh failed")
+		require("pki").build(dir)
 	end
 	pki = dir:gsub("/?$", "/")
 	return pki

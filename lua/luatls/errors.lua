@@ -5,23 +5,8 @@ local core = require "luatls.core"
 
 local M = {}
 
-local format, concat, date, floor = string.format, table.concat, os.date, math.floor
+local format, concat = string.format, table.concat
 
-local function day(t)
-	return date("!%Y-%m-%d %H:%M:%S UTC", t)
-end
-
-local function names_of(cert)
-	local sans, out = cert:sans(), {}
-	for _, n in ipairs(sans.dns) do out[#out + 1] = n end
-	for _, n in ipairs(sans.ip) do out[#out + 1] = n end
-	if #out == 0 then
-		local cn = cert:subject():match("CN=([^,]+)")
-		if cn then out[1] = cn .. " (common name)" end
-	end
-	return out
-end
-M.names_of = names_of
 
 local function peer_label(ctx)
 	if ctx.role == "server" then
@@ -32,83 +17,15 @@ local function peer_label(ctx)
 end
 
 -- Explains a certificate verification failure from the session's facts:
--- which certificate, which check, and what to do.
+-- which certificate, which check, and what to do. The same words as
+-- x509 store:verify gives for the same chain.
 function M.verify_message(result, chain, ctx)
-	local now = os.time()
-	local reasons, parts = {}, {}
-	for _, r in ipairs(result.reasons or {}) do reasons[r] = true end
-	local who = peer_label(ctx)
-	local leaf = chain[1]
-	if not leaf then
-		return format("certificate verify failed: %s sent no certificate", who)
-	end
-	if reasons["hostname-mismatch"] then
-		local names = names_of(leaf)
-		parts[#parts + 1] = format(
-			"the certificate of %s is for %s, not for %s; connect with one of those names, or pass the expected name as server_name",
-			who, #names > 0 and concat(names, ", ") or "no names at all",
-			tostring(result.hostname or ctx.host))
-	end
-	if reasons.expired then
-		for i, c in ipairs(chain) do
-			if c:not_after() < now then
-				parts[#parts + 1] = format(
-					"certificate %d of the chain (%s) expired on %s, %d days ago; it must be renewed%s",
-					i, c:subject(), day(c:not_after()), floor((now - c:not_after()) / 86400),
-					" (or this machine's clock is wrong)")
-				break
-			end
-		end
-		if #parts == 0 or not parts[#parts]:find("expired") then
-			parts[#parts + 1] = "a certificate in the chain has expired (possibly a trusted CA)"
-		end
-	end
-	if reasons["not-activated"] then
-		local found
-		for i, c in ipairs(chain) do
-			if c:not_before() > now then
-				parts[#parts + 1] = format(
-					"certificate %d of the chain (%s) is not valid until %s; check this machine's clock, or wait",
-					i, c:subject(), day(c:not_before()))
-				found = true
-				break
-			end
-		end
-		if not found then parts[#parts + 1] = "a certificate in the chain is not yet valid" end
-	end
-	if reasons["signer-not-found"] then
-		local last = chain[#chain]
-		if #chain == 1 and leaf:self_signed() then
-			parts[#parts + 1] = format(
-				"the certificate of %s (%s) is self-signed and not trusted; pass it as cafile to trust it, or pin it",
-				who, leaf:subject())
-		else
-			parts[#parts + 1] = format(
-				"the chain ends at a certificate issued by %s, which is not a trusted CA (unknown CA); " ..
-				"pass that CA as cafile, or, if the server left out an intermediate certificate, fix the server's chain",
-				last:issuer())
-		end
-	end
-	if reasons["signer-not-ca"] then
-		parts[#parts + 1] = "a certificate in the chain was signed by a certificate that is not a CA"
-	end
-	if reasons.revoked then
-		parts[#parts + 1] = "a certificate in the chain has been revoked"
-	end
-	if reasons["insecure-algorithm"] then
-		parts[#parts + 1] = "a certificate in the chain is signed with an insecure algorithm (such as SHA-1 or MD5)"
-	end
-	if reasons["purpose-mismatch"] then
-		parts[#parts + 1] = format("the certificate of %s is not allowed for this purpose (%s)", who,
-			ctx.role == "server" and "TLS client authentication" or "TLS server authentication")
-	end
-	if reasons["signature-failure"] then
-		parts[#parts + 1] = "a signature in the chain does not verify (a corrupted or forged certificate)"
-	end
-	if #parts == 0 then
-		parts[1] = (result.text or "the certificate is not trusted"):gsub("%.$", "")
-	end
-	return "certificate verify failed: " .. concat(parts, "; ")
+	local x509 = require "luatls.x509"
+	return x509.verify_message(chain, result, {
+		who = peer_label(ctx),
+		hostname = result.hostname or ctx.host,
+		purpose = ctx.role == "server" and "client" or "server",
+	})
 end
 
 -- Alerts a peer sends when it refuses us, and what they usually mean.
