@@ -42,7 +42,7 @@ typedef struct {
 	gnutls_session_t s;
 	int fd, state;
 	size_t reqlen;
-	char req[REQ_MAX];
+	char *req;                /* REQ_MAX bytes while a request is read */
 	char head[128];
 	size_t headlen, headoff; /* response header still to send */
 	unsigned long long body;  /* response body bytes still to send */
@@ -67,6 +67,7 @@ static void conn_close(Conn *c)
 		(void)gnutls_bye(c->s, GNUTLS_SHUT_WR); /* one attempt */
 	gnutls_deinit(c->s);
 	close(c->fd);
+	free(c->req);
 	free(c);
 }
 
@@ -160,11 +161,17 @@ static int do_read(Conn *c)
 	for (;;) {
 		size_t used;
 		ssize_t r;
+		if (c->req == NULL && (c->req = (char *)malloc(REQ_MAX)) == NULL)
+			return -1;
 		if (c->reqlen >= REQ_MAX - 1)
 			return -1;
 		r = gnutls_record_recv(c->s, c->req + c->reqlen,
 				       REQ_MAX - 1 - c->reqlen);
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+			if (c->reqlen == 0) { /* idle: no buffer, as nginx does */
+				free(c->req);
+				c->req = NULL;
+			}
 			wait_gnutls(c);
 			return 0;
 		}
