@@ -169,10 +169,27 @@ describe("certificate verification failures", function()
 		assert.equal("verify", code)
 		assert.equal(1, #failures)
 		assert.equal("alert", failures[1].code)
-		assert.is_truthy(failures[1].msg:find("bad_certificate", 1, true) or
-			failures[1].msg:find("unknown_ca", 1, true))
+		assert.matches("unknown_ca", failures[1].msg, 1, true)
 		assert.matches("^127%.0%.0%.1:%d+$", failures[1].peer)
 	end)
+
+	for _, case in ipairs {
+		{ "expired-chain.pem", "expired.key", "certificate_expired" },
+		{ "notyet-chain.pem", "notyet.key", "certificate_expired" },
+		{ "selfsigned.pem", "selfsigned.key", "unknown_ca" },
+		{ "wronghost-chain.pem", "wronghost.key", "bad_certificate" },
+	} do
+		it("sends the peer the alert that says why (" .. case[3] .. " for " .. case[1] .. ")", function()
+			local failures = H.run(function()
+				local port, fails = tls_server { certificate = P .. case[1], key = P .. case[2] }
+				connect(port)
+				wait_for(function() return #fails > 0 end)
+				return fails
+			end)
+			assert.equal(1, #failures)
+			assert.matches("(alert " .. case[3] .. ")", failures[1].msg, 1, true)
+		end)
+	end
 end)
 
 describe("negotiation failures", function()

@@ -112,9 +112,10 @@ void luatls_checkoptions(lua_State *L, int i, const char *const allowed[])
 				if (strcmp(k, allowed[j]) == 0)
 					ok = 1;
 			if (!ok)
-				luaL_error(L, "unknown option '%s'", k);
+				luaL_argerror(L, i, lua_pushfstring(L,
+					      "unknown option '%s'", k));
 		} else {
-			luaL_error(L, "option names must be strings");
+			luaL_argerror(L, i, "option names must be strings");
 		}
 	}
 }
@@ -128,7 +129,7 @@ const char *luatls_optfield_string(lua_State *L, int i, const char *key)
 		return NULL;
 	}
 	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "option '%s' must be a string", key);
+		luaL_argerror(L, i, lua_pushfstring(L, "option '%s' must be a string", key));
 	s = lua_tostring(L, -1);
 	lua_pop(L, 1); /* the options table keeps the string alive */
 	return s;
@@ -140,7 +141,7 @@ int luatls_optfield_boolean(lua_State *L, int i, const char *key, int def)
 	lua_getfield(L, i, key);
 	if (!lua_isnil(L, -1)) {
 		if (lua_type(L, -1) != LUA_TBOOLEAN)
-			luaL_error(L, "option '%s' must be a boolean", key);
+			luaL_argerror(L, i, lua_pushfstring(L, "option '%s' must be a boolean", key));
 		b = lua_toboolean(L, -1);
 	}
 	lua_pop(L, 1);

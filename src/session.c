@@ -146,7 +146,7 @@ static int session_new(lua_State *L)
 	lua_getfield(L, 2, "fd");
 	if (!lua_isnil(L, -1)) {
 		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-			return luaL_error(L, "option 'fd' must be a file descriptor");
+			return luaL_argerror(L, 2, "option 'fd' must be a file descriptor");
 		fd = (int)lua_tointeger(L, -1);
 	}
 	lua_pop(L, 1);
@@ -347,6 +347,21 @@ static int fail_alert(lua_State *L, Session *ss, const char *what)
 	return 3;
 }
 
+/* The alert that tells the peer why its certificate was refused (GnuTLS
+ * itself would say bad_certificate for everything). */
+static gnutls_alert_description_t verify_alert(unsigned status)
+{
+	if (status & GNUTLS_CERT_REVOKED)
+		return GNUTLS_A_CERTIFICATE_REVOKED;
+	if (status & (GNUTLS_CERT_EXPIRED | GNUTLS_CERT_NOT_ACTIVATED))
+		return GNUTLS_A_CERTIFICATE_EXPIRED;
+	if (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA))
+		return GNUTLS_A_UNKNOWN_CA;
+	if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+		return GNUTLS_A_UNSUPPORTED_CERTIFICATE;
+	return GNUTLS_A_BAD_CERTIFICATE;
+}
+
 /* Fails the session after a fatal handshake error, telling the peer why. */
 static int handshake_failed(lua_State *L, Session *ss, int r)
 {
@@ -359,6 +374,11 @@ static int handshake_failed(lua_State *L, Session *ss, int r)
 		return luatls_fail(L, "GNUTLS_E_UNSUPPORTED_VERSION_PACKET",
 				   "handshake: %s", gnutls_strerror(
 				   GNUTLS_E_UNSUPPORTED_VERSION_PACKET));
+	}
+	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		(void)gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
+					verify_alert(gnutls_session_get_verify_cert_status(ss->s)));
+		return luatls_fail_gnutls(L, r, "handshake");
 	}
 	if (r != GNUTLS_E_FATAL_ALERT_RECEIVED && r != GNUTLS_E_PUSH_ERROR &&
 	    r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PREMATURE_TERMINATION)

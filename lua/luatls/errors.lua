@@ -109,11 +109,26 @@ function M.alert(message, ctx, doing)
 	return format("%s %s (alert %s)", who, doing or "ended the connection", name), "alert"
 end
 
+-- Failures after the handshake, in words: code, what happened.
+local stream_advice = {
+	GNUTLS_E_DECRYPTION_FAILED = { "GNUTLS_E_DECRYPTION_FAILED", "data from %s failed its integrity check (corrupted or altered in transit); the connection cannot go on" },
+	GNUTLS_E_UNEXPECTED_PACKET_LENGTH = { "GNUTLS_E_UNEXPECTED_PACKET_LENGTH", "%s sent a malformed TLS record; the connection cannot go on" },
+	GNUTLS_E_UNEXPECTED_PACKET = { "GNUTLS_E_UNEXPECTED_PACKET", "%s sent a TLS message that has no place here; the connection cannot go on" },
+	GNUTLS_E_RECORD_OVERFLOW = { "GNUTLS_E_RECORD_OVERFLOW", "%s sent a TLS record larger than allowed; the connection cannot go on" },
+	GNUTLS_E_PULL_ERROR = { "closed", "%s reset the connection" },
+	GNUTLS_E_PUSH_ERROR = { "closed", "%s reset the connection" },
+}
+
 -- Classifies a failure after the handshake (receive, send): alerts get
--- their advice, the rest passes through.
+-- their advice, known GnuTLS errors a sentence; the rest passes through.
 function M.failure(message, code, ctx)
 	if code == "GNUTLS_E_FATAL_ALERT_RECEIVED" then
 		return M.alert(message, ctx)
+	end
+	local advice = stream_advice[code]
+	if advice then
+		local doing = message:match("^(%a+):") or "receive"
+		return doing .. ": " .. format(advice[2], peer_label(ctx)), advice[1]
 	end
 	return message, code
 end
