@@ -174,16 +174,9 @@ static int context_crl_pem(lua_State *L)
 static int context_priority(lua_State *L)
 {
 	luatls_ctx *c = luatls_check_ctx(L, 1);
-	const char *s = luaL_checkstring(L, 2), *where = NULL;
 	gnutls_priority_t p;
-	int r = gnutls_priority_init2(&p, s, &where, 0);
-	if (r < 0) {
-		if (r == GNUTLS_E_INVALID_REQUEST && where != NULL)
-			return luatls_fail(L, "GNUTLS_E_INVALID_REQUEST",
-					   "invalid priority string at '%s'",
-					   where);
-		return luatls_fail_gnutls(L, r, "priority");
-	}
+	if (luatls_priority_init(L, luaL_checkstring(L, 2), &p))
+		return 3;
 	gnutls_priority_deinit(c->prio);
 	c->prio = p;
 	lua_pushboolean(L, 1);

@@ -217,19 +217,25 @@ static int core_alert_name(lua_State *L)
 	return 2;
 }
 
+int luatls_priority_init(lua_State *L, const char *s, gnutls_priority_t *p)
+{
+	const char *where = NULL;
+	int r = gnutls_priority_init2(p, s, &where, 0);
+	if (r == 0)
+		return 0;
+	*p = NULL;
+	if (r == GNUTLS_E_INVALID_REQUEST && where != NULL)
+		return luatls_fail(L, "GNUTLS_E_INVALID_REQUEST",
+				   "invalid priority string at '%s'", where);
+	return luatls_fail_gnutls(L, r, "priority");
+}
+
 /* core.check_priority(string) -> true | nil, message, code */
 static int core_check_priority(lua_State *L)
 {
-	const char *s = luaL_checkstring(L, 1), *where = NULL;
 	gnutls_priority_t p;
-	int r = gnutls_priority_init2(&p, s, &where, 0);
-	if (r < 0) {
-		if (r == GNUTLS_E_INVALID_REQUEST && where != NULL)
-			return luatls_fail(L, "GNUTLS_E_INVALID_REQUEST",
-					   "invalid priority string at '%s'",
-					   where);
-		return luatls_fail_gnutls(L, r, "priority");
-	}
+	if (luatls_priority_init(L, luaL_checkstring(L, 1), &p))
+		return 3;
 	gnutls_priority_deinit(p);
 	lua_pushboolean(L, 1);
 	return 1;

@@ -36,6 +36,9 @@ int luatls_fail(lua_State *L, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int luatls_fail_gnutls(lua_State *L, int err, const char *what);
 int luatls_fail_errno(lua_State *L, int err, const char *what);
+/* Parses a priority string into *p: 0, or pushes nil, message (pointing at
+ * the bad part), code and returns 3. */
+int luatls_priority_init(lua_State *L, const char *s, gnutls_priority_t *p);
 /* nil, "would block (read|write)", "wantread"|"wantwrite" */
 int luatls_wouldblock(lua_State *L, int writing);
 

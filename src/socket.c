@@ -124,6 +124,24 @@ static Socket *new_socket(lua_State *L)
 	return so;
 }
 
+/* Pushes a new non-blocking Socket for the numeric address host; on
+ * failure pushes nil, message, code instead and returns NULL. */
+static Socket *open_socket(lua_State *L, const char *host, int port,
+			   struct sockaddr_storage *sa, socklen_t *len)
+{
+	Socket *so;
+	*len = parse_address(host, port, sa);
+	if (*len == 0)
+		luaL_argerror(L, 1, "not a numeric IP address");
+	so = new_socket(L);
+	so->fd = socket(sa->ss_family, SOCK_STREAM, 0);
+	if (so->fd < 0 || set_nonblocking(so->fd) < 0) {
+		luatls_fail_errno(L, errno, "socket");
+		return NULL;
+	}
+	return so;
+}
+
 /* core.tcp_connect(address, port) -> Socket (connecting) | nil, msg, code.
  * Wait until writable, then call sock:connected(). */
 static int socket_connect(lua_State *L)
@@ -131,16 +149,10 @@ static int socket_connect(lua_State *L)
 	const char *host = luaL_checkstring(L, 1);
 	int port = check_port(L, 2);
 	struct sockaddr_storage sa;
-	socklen_t len = parse_address(host, port, &sa);
-	Socket *so;
-	if (len == 0)
-		return luaL_argerror(L, 1, "not a numeric IP address");
-	so = new_socket(L);
-	so->fd = socket(sa.ss_family, SOCK_STREAM, 0);
-	if (so->fd < 0)
-		return luatls_fail_errno(L, errno, "socket");
-	if (set_nonblocking(so->fd) < 0)
-		return luatls_fail_errno(L, errno, "socket");
+	socklen_t len;
+	Socket *so = open_socket(L, host, port, &sa, &len);
+	if (so == NULL)
+		return 3;
 	set_nodelay(so->fd);
 	if (connect(so->fd, (struct sockaddr *)&sa, len) < 0 &&
 	    errno != EINPROGRESS) {
@@ -172,18 +184,13 @@ static int socket_listen(lua_State *L)
 	int port = check_port(L, 2), one = 1;
 	int backlog = (int)luaL_optinteger(L, 3, 1024);
 	struct sockaddr_storage sa;
-	socklen_t len = parse_address(host, port, &sa);
-	Socket *so;
-	if (len == 0)
-		return luaL_argerror(L, 1, "not a numeric IP address");
-	so = new_socket(L);
-	so->fd = socket(sa.ss_family, SOCK_STREAM, 0);
-	if (so->fd < 0)
-		return luatls_fail_errno(L, errno, "socket");
+	socklen_t len;
+	Socket *so = open_socket(L, host, port, &sa, &len);
+	if (so == NULL)
+		return 3;
 	so->listening = 1;
 	(void)setsockopt(so->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (set_nonblocking(so->fd) < 0 ||
-	    bind(so->fd, (struct sockaddr *)&sa, len) < 0 ||
+	if (bind(so->fd, (struct sockaddr *)&sa, len) < 0 ||
 	    listen(so->fd, backlog) < 0) {
 		int err = errno;
 		lua_pushfstring(L, "cannot listen on %s port %d", host, port);
