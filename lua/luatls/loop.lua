@@ -85,6 +85,10 @@ function Scheduler:close_watcher(rec)
 	rec.closed = true
 	rec.watcher:close()
 	self.by_id[rec.id] = nil
+	if rec.timer then
+		rec.timer:close()
+		self.by_id[rec.timer_id] = nil
+	end
 	if rec.co then
 		local co = rec.co
 		rec.co = nil
@@ -143,8 +147,20 @@ function Scheduler:wait_io(rec, dir, deadline)
 	end
 	rec.co = co
 	rec.watcher:start()
-	local why = self:suspend(co, deadline)
+	if deadline then
+		-- a libev timer of the record's own: stopping it when the fd is
+		-- ready costs O(log n) in C and leaves nothing behind in Lua
+		if not rec.timer then
+			local trec = { owner = rec }
+			rec.timer_id = self:register(trec)
+			rec.timer = self.ev:timer(rec.timer_id)
+		end
+		local left = deadline - self:now()
+		rec.timer:start(left > 0 and left or 0)
+	end
+	local why = self:suspend(co, nil)
 	rec.co = nil
+	if rec.timer and not rec.closed then rec.timer:stop() end
 	if why ~= "ready" then
 		if not rec.closed then rec.watcher:stop() end
 		return nil, why
@@ -265,6 +281,13 @@ function Scheduler:step(max_wait)
 		if rec then
 			if rec.fn then
 				rec.fn()
+			elseif rec.owner then -- the deadline of an io wait
+				local owner = rec.owner
+				if owner.co then
+					local co = owner.co
+					owner.co = nil
+					self:wake(co, "timeout")
+				end
 			elseif rec.co then
 				local co = rec.co
 				rec.co = nil
