@@ -8,16 +8,18 @@
  *   MODE  hs      a new connection per request, full handshake (no tickets)
  *         resume  a new connection per request, resuming with the ticket
  *                 the previous connection of the same slot got
- *         ttfb    like hs, one connection at a time
+ *         ttfb    like hs, one connection at a time; with several servers
+ *                 (-p P1,P2,... -P PID1,PID2,...) one connection to each in
+ *                 turn, so that every server sees the same moment's noise
  *         bulk    one connection, one GET /bulk/BYTES after a warm-up one
  *         idle    open -c connections, one request each, hold them idle,
  *                 measure the server's RSS growth, then ask each again
- *   -a ADDR       server address (127.0.0.1)      -p PORT
+ *   -a ADDR       server address (127.0.0.1)      -p PORT[,PORT...]
  *   -c N          concurrent connections (hs, resume: 100; idle: count)
  *   -n N          at most N measured connections
  *   -t SECS       measured window at most SECS seconds (5)
  *   -w SECS       warm-up before the window (0.5)
- *   -P PID        the server process to account
+ *   -P PID[,PID]  the server process(es) to account
  *   -C CIPHER     aes128gcm (default) | chacha20
  *   -b BYTES      bulk body size (256 MiB)
  *
@@ -47,6 +49,7 @@
 #define RECV_BUF 65536
 #define MAX_EVENTS 256
 #define GRACE 20.0 /* seconds past the window before giving up */
+#define MAX_TARGETS 8
 
 enum { M_HS, M_RESUME, M_TTFB, M_BULK, M_IDLE };
 enum { S_FREE, S_CONNECT, S_HANDSHAKE, S_SEND, S_RECV, S_PARKED };
@@ -78,9 +81,13 @@ static char rbuf[RECV_BUF];
 
 /* results */
 static long ok_count, err_count, resumed_count, started; /* started: in the window */
-static double *lat; /* handshake latency of measured connections, seconds */
-static double *ttfb;
-static long nlat;
+/* per target: handshake latency and time to first byte of the measured
+ * connections, seconds */
+static double *lat_t[MAX_TARGETS], *ttfb_t[MAX_TARGETS];
+static long nlat_t[MAX_TARGETS], ok_t[MAX_TARGETS], err_t[MAX_TARGETS];
+static int ntargets = 1, cur; /* cur: the target of the connection in hand */
+static int tports[MAX_TARGETS];
+static long tpids[MAX_TARGETS];
 static double t_window_start = -1, t_window_end = -1;
 static int in_window, window_over;
 static const char *last_error = "";
@@ -170,8 +177,10 @@ static void slot_close(Slot *sl, int clean)
 
 static void fail(Slot *sl, const char *why)
 {
-	if (mode == M_IDLE || (sl->measured && in_window))
+	if (mode == M_IDLE || (sl->measured && in_window)) {
 		err_count++;
+		err_t[cur]++;
+	}
 	last_error = why;
 	slot_close(sl, 0);
 }
@@ -236,12 +245,13 @@ static void record_done(Slot *sl)
 	if (!sl->measured || !in_window)
 		return;
 	ok_count++;
+	ok_t[cur]++;
 	if (gnutls_session_is_resumed(sl->s))
 		resumed_count++;
-	if (lat != NULL) {
-		lat[nlat] = sl->t_hs - sl->t0;
-		ttfb[nlat] = sl->t_first - sl->t0;
-		nlat++;
+	if (lat_t[cur] != NULL) {
+		lat_t[cur][nlat_t[cur]] = sl->t_hs - sl->t0;
+		ttfb_t[cur][nlat_t[cur]] = sl->t_first - sl->t0;
+		nlat_t[cur]++;
 	}
 }
 
@@ -459,8 +469,10 @@ static int run_requests(void)
 {
 	double t_start = now(), t_end, cpu0 = -1, cpu1 = -1, hard;
 	int i;
-	lat = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
-	ttfb = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
+	double *lat, *ttfb;
+	long nlat;
+	lat = lat_t[0] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
+	ttfb = ttfb_t[0] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
 	if (lat == NULL || ttfb == NULL)
 		return 1;
 	t_end = t_start + warmup + window;
@@ -500,6 +512,7 @@ static int run_requests(void)
 		printf("error=%s ok=0\n", "no measured window");
 		return 1;
 	}
+	nlat = nlat_t[0];
 	{
 		double secs = t_window_end - t_window_start;
 		double cpu = (cpu0 >= 0 && cpu1 >= 0) ? cpu1 - cpu0 : -1;
@@ -521,6 +534,80 @@ static int run_requests(void)
 		}
 	}
 	return ok_count > 0 ? 0 : 1;
+}
+
+/* ttfb: one connection at a time, to each target in turn, until every
+ * target has -n measured connections or the window ends. */
+static int run_ttfb(void)
+{
+	double t_start = now(), t_warm = t_start + warmup, t_end, hard;
+	double cpu0[MAX_TARGETS], cpu1[MAX_TARGETS], secs;
+	int j, next = 0, status = 1;
+	t_end = t_warm + window;
+	hard = t_end + GRACE;
+	for (j = 0; j < ntargets; j++) {
+		lat_t[j] = (double *)malloc(sizeof(double) * (size_t)max_count);
+		ttfb_t[j] = (double *)malloc(sizeof(double) * (size_t)max_count);
+		if (lat_t[j] == NULL || ttfb_t[j] == NULL)
+			return 1;
+	}
+	for (;;) {
+		double t = now();
+		int done = 1;
+		for (j = 0; j < ntargets; j++)
+			if (nlat_t[j] < max_count)
+				done = 0;
+		if (!in_window && t >= t_warm) {
+			in_window = 1;
+			t_window_start = t;
+			for (j = 0; j < ntargets; j++) {
+				server_pid = tpids[j];
+				cpu0[j] = server_cpu();
+			}
+		}
+		if ((in_window && (done || t >= t_end)) || t >= hard)
+			break;
+		if (slots[0].state == S_FREE) {
+			/* the next target that still needs connections */
+			for (j = 0; j < ntargets; j++) {
+				cur = (next + j) % ntargets;
+				if (!in_window || nlat_t[cur] < max_count)
+					break;
+			}
+			next = cur + 1;
+			server_sa.sin_port = htons((unsigned short)tports[cur]);
+			if (slot_start(&slots[0]) < 0) {
+				err_t[cur] += in_window;
+				usleep(1000);
+				continue;
+			}
+			slot_step(&slots[0]);
+			continue;
+		}
+		pump(hard);
+	}
+	t_window_end = now();
+	slot_close(&slots[0], 0);
+	secs = t_window_start > 0 ? t_window_end - t_window_start : 0;
+	for (j = 0; j < ntargets; j++) {
+		double sum = 0, cpu;
+		long k, n = nlat_t[j];
+		server_pid = tpids[j];
+		cpu1[j] = server_cpu();
+		cpu = (in_window && cpu0[j] >= 0 && cpu1[j] >= 0) ? cpu1[j] - cpu0[j] : -1;
+		qsort(lat_t[j], (size_t)n, sizeof(double), cmp_double);
+		qsort(ttfb_t[j], (size_t)n, sizeof(double), cmp_double);
+		for (k = 0; k < n; k++)
+			sum += ttfb_t[j][k];
+		printf("target=%d port=%d ok=%ld err=%ld secs=%.3f cpu=%.3f per_cpu=%.1f "
+		       "hs_p50_ms=%.3f ttfb_p50_ms=%.3f ttfb_mean_ms=%.3f ttfb_p99_ms=%.3f\n",
+		       j, tports[j], ok_t[j], err_t[j], secs, cpu, cpu > 0 ? ok_t[j] / cpu : -1,
+		       pct(lat_t[j], n, 0.5) * 1e3, pct(ttfb_t[j], n, 0.5) * 1e3,
+		       n ? sum / (double)n * 1e3 : -1, pct(ttfb_t[j], n, 0.99) * 1e3);
+		if (ok_t[j] > 0)
+			status = 0;
+	}
+	return status;
 }
 
 static int run_bulk(void)
@@ -641,12 +728,28 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "a:p:c:n:t:w:P:C:b:")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
-		case 'p': port = atoi(optarg); break;
+		case 'p': {
+			char *tok, *save = NULL;
+			ntargets = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && ntargets < MAX_TARGETS;
+			     tok = strtok_r(NULL, ",", &save))
+				tports[ntargets++] = atoi(tok);
+			port = tports[0];
+			break;
+		}
 		case 'c': conc = atoi(optarg); break;
 		case 'n': max_count = atol(optarg); break;
 		case 't': window = atof(optarg); break;
 		case 'w': warmup = atof(optarg); break;
-		case 'P': server_pid = atol(optarg); break;
+		case 'P': {
+			char *tok, *save = NULL;
+			int k = 0;
+			for (tok = strtok_r(optarg, ",", &save); tok && k < MAX_TARGETS;
+			     tok = strtok_r(NULL, ",", &save))
+				tpids[k++] = atol(tok);
+			server_pid = tpids[0];
+			break;
+		}
 		case 'C': cipher = optarg; break;
 		case 'b': bulk_bytes = strtoull(optarg, NULL, 10); break;
 		default: return 2;
@@ -654,6 +757,10 @@ int main(int argc, char **argv)
 	}
 	if (port <= 0) {
 		fprintf(stderr, "loadgen: -p PORT is required\n");
+		return 2;
+	}
+	if (ntargets > 1 && mode != M_TTFB) {
+		fprintf(stderr, "loadgen: several servers only in ttfb mode\n");
 		return 2;
 	}
 	if (conc < 1)
@@ -702,6 +809,7 @@ int main(int argc, char **argv)
 	switch (mode) {
 	case M_BULK: return run_bulk();
 	case M_IDLE: return run_idle();
+	case M_TTFB: return run_ttfb();
 	default: return run_requests();
 	}
 }
