@@ -46,7 +46,7 @@ TAPDIR      = build/tap
 DEB_PACKAGES = gcc make pkg-config libgnutls28-dev libev-dev \
                lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev \
                lua-busted luarocks gnutls-bin openssl curl lua-cjson lua-socket lua-sec \
-               valgrind
+               valgrind procps util-linux
 
 .PHONY: all module deps test demo check-memory bench rock-test clean
 
