@@ -8,6 +8,8 @@
  *   MODE  hs      a new connection per request, full handshake (no tickets)
  *         resume  a new connection per request, resuming with the ticket
  *                 the previous connection of the same slot got
+ *                 (hs and resume take several servers too: connections go
+ *                 to each in turn, one result line per server: an A/B run)
  *         ttfb    like hs, one connection at a time; with several servers
  *                 (-p P1,P2,... -P PID1,PID2,...) one connection to each in
  *                 turn, so that every server sees the same moment's noise
@@ -56,6 +58,7 @@ enum { S_FREE, S_CONNECT, S_HANDSHAKE, S_SEND, S_RECV, S_PARKED };
 
 typedef struct {
 	int fd, state, events, measured;
+	int target; /* index into tports/tpids */
 	gnutls_session_t s;
 	double t0, t_hs, t_first;
 	char req[128];
@@ -64,7 +67,7 @@ typedef struct {
 	size_t hdrlen;
 	int have_hdr, send_pending;
 	unsigned long long body_left, body_got;
-	gnutls_datum_t ticket;
+	gnutls_datum_t ticket[MAX_TARGETS]; /* the last ticket from each target */
 } Slot;
 
 static int mode = M_HS, epfd, port, conc = -1;
@@ -84,8 +87,9 @@ static long ok_count, err_count, resumed_count, started; /* started: in the wind
 /* per target: handshake latency and time to first byte of the measured
  * connections, seconds */
 static double *lat_t[MAX_TARGETS], *ttfb_t[MAX_TARGETS];
-static long nlat_t[MAX_TARGETS], ok_t[MAX_TARGETS], err_t[MAX_TARGETS];
+static long nlat_t[MAX_TARGETS], ok_t[MAX_TARGETS], err_t[MAX_TARGETS], resumed_t[MAX_TARGETS];
 static int ntargets = 1, cur; /* cur: the target of the connection in hand */
+static long ticket_pairs; /* (slot, target) pairs that hold a ticket */
 static int tports[MAX_TARGETS];
 static long tpids[MAX_TARGETS];
 static double t_window_start = -1, t_window_end = -1;
@@ -179,7 +183,7 @@ static void fail(Slot *sl, const char *why)
 {
 	if (mode == M_IDLE || (sl->measured && in_window)) {
 		err_count++;
-		err_t[cur]++;
+		err_t[sl->target]++;
 	}
 	last_error = why;
 	slot_close(sl, 0);
@@ -224,10 +228,12 @@ static int slot_start(Slot *sl)
 	gnutls_priority_set(sl->s, prio);
 	gnutls_credentials_set(sl->s, GNUTLS_CRD_CERTIFICATE, cred);
 	gnutls_server_name_set(sl->s, GNUTLS_NAME_DNS, "localhost", 9);
-	if (mode == M_RESUME && sl->ticket.data != NULL)
-		gnutls_session_set_data(sl->s, sl->ticket.data, sl->ticket.size);
+	if (mode == M_RESUME && sl->ticket[sl->target].data != NULL)
+		gnutls_session_set_data(sl->s, sl->ticket[sl->target].data,
+					sl->ticket[sl->target].size);
 	gnutls_transport_set_int(sl->s, sl->fd);
 	set_request(sl, mode == M_BULK ? 4ULL << 20 : 0);
+	server_sa.sin_port = htons((unsigned short)tports[sl->target]);
 	r = connect(sl->fd, (struct sockaddr *)&server_sa, sizeof server_sa);
 	if (r < 0 && errno != EINPROGRESS) {
 		last_error = errno == EADDRNOTAVAIL ? "connect: out of ports" : "connect";
@@ -244,14 +250,17 @@ static void record_done(Slot *sl)
 {
 	if (!sl->measured || !in_window)
 		return;
+	int j = sl->target;
 	ok_count++;
-	ok_t[cur]++;
-	if (gnutls_session_is_resumed(sl->s))
+	ok_t[j]++;
+	if (gnutls_session_is_resumed(sl->s)) {
 		resumed_count++;
-	if (lat_t[cur] != NULL) {
-		lat_t[cur][nlat_t[cur]] = sl->t_hs - sl->t0;
-		ttfb_t[cur][nlat_t[cur]] = sl->t_first - sl->t0;
-		nlat_t[cur]++;
+		resumed_t[j]++;
+	}
+	if (lat_t[j] != NULL) {
+		lat_t[j][nlat_t[j]] = sl->t_hs - sl->t0;
+		ttfb_t[j][nlat_t[j]] = sl->t_first - sl->t0;
+		nlat_t[j]++;
 	}
 }
 
@@ -423,8 +432,10 @@ static void slot_step(Slot *sl)
 	if (mode == M_RESUME) {
 		gnutls_datum_t d;
 		if (gnutls_session_get_data2(sl->s, &d) == 0) {
-			gnutls_free(sl->ticket.data);
-			sl->ticket = d;
+			if (sl->ticket[sl->target].data == NULL)
+				ticket_pairs++;
+			gnutls_free(sl->ticket[sl->target].data);
+			sl->ticket[sl->target] = d;
 		}
 	}
 	slot_close(sl, 1);
@@ -465,30 +476,51 @@ static double pct(double *v, long n, double p)
 }
 
 /* hs, resume, ttfb: keep conc connections going through the window. */
+/* CPU seconds of every target, into cpu[] (-1 when unknown). */
+static void targets_cpu(double *cpu)
+{
+	int j;
+	long keep = server_pid;
+	for (j = 0; j < ntargets; j++) {
+		server_pid = tpids[j];
+		cpu[j] = server_cpu();
+	}
+	server_pid = keep;
+}
+
+/* hs, resume: keep conc connections going through the window; with several
+ * targets, each new connection goes to the next one in turn (an A/B run:
+ * both servers see the same moments of the machine's other load). */
 static int run_requests(void)
 {
-	double t_start = now(), t_end, cpu0 = -1, cpu1 = -1, hard;
-	int i;
-	double *lat, *ttfb;
-	long nlat;
-	lat = lat_t[0] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
-	ttfb = ttfb_t[0] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
-	if (lat == NULL || ttfb == NULL)
-		return 1;
+	double t_start = now(), t_end, hard, cpu0[MAX_TARGETS], cpu1[MAX_TARGETS];
+	int i, j, rr = 0, status = 1;
+	for (j = 0; j < ntargets; j++) {
+		lat_t[j] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
+		ttfb_t[j] = (double *)malloc(sizeof(double) * (size_t)(max_count + conc));
+		if (lat_t[j] == NULL || ttfb_t[j] == NULL)
+			return 1;
+	}
 	t_end = t_start + warmup + window;
-	hard = t_end + GRACE;
+	hard = t_end + GRACE + 10;
 	for (;;) {
 		double t = now();
-		if (!in_window && !window_over && t >= t_start + warmup) {
+		/* resume: the window opens once every slot holds a ticket from
+		 * every server (at most 10 s late), so that it counts resumptions */
+		if (!in_window && !window_over && t >= t_start + warmup &&
+		    (mode != M_RESUME || ticket_pairs >= (long)conc * ntargets ||
+		     t >= t_start + warmup + 10)) {
 			in_window = 1;
 			t_window_start = t;
-			cpu0 = server_cpu();
+			t_end = t + window;
+			hard = t_end + GRACE;
+			targets_cpu(cpu0);
 		}
 		if (in_window && (t >= t_end || ok_count >= max_count)) {
 			in_window = 0;
 			window_over = 1;
 			t_window_end = t;
-			cpu1 = server_cpu();
+			targets_cpu(cpu1);
 			break;
 		}
 		if (t >= hard)
@@ -497,6 +529,7 @@ static int run_requests(void)
 			if (slots[i].state == S_FREE) {
 				if (in_window && started >= max_count + conc)
 					continue;
+				slots[i].target = rr++ % ntargets;
 				if (slot_start(&slots[i]) < 0) {
 					err_count++;
 					continue;
@@ -512,28 +545,29 @@ static int run_requests(void)
 		printf("error=%s ok=0\n", "no measured window");
 		return 1;
 	}
-	nlat = nlat_t[0];
-	{
-		double secs = t_window_end - t_window_start;
-		double cpu = (cpu0 >= 0 && cpu1 >= 0) ? cpu1 - cpu0 : -1;
+	for (j = 0; j < ntargets; j++) {
+		double secs = t_window_end - t_window_start, sum = 0;
+		double cpu = (cpu0[j] >= 0 && cpu1[j] >= 0) ? cpu1[j] - cpu0[j] : -1;
+		double *lat = lat_t[j], *ttfb = ttfb_t[j];
+		long k, nlat = nlat_t[j];
 		qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
 		qsort(ttfb, (size_t)nlat, sizeof *ttfb, cmp_double);
-		{
-			double sum = 0;
-			long k;
-			for (k = 0; k < nlat; k++)
-				sum += ttfb[k];
-			printf("ok=%ld err=%ld resumed=%ld secs=%.3f rate=%.1f cpu=%.3f per_cpu=%.1f "
-			       "hs_p50_ms=%.3f hs_p99_ms=%.3f ttfb_p50_ms=%.3f ttfb_mean_ms=%.3f ttfb_p99_ms=%.3f "
-			       "last_error=\"%s\"\n",
-			       ok_count, err_count, resumed_count, secs, ok_count / secs, cpu,
-			       cpu > 0 ? ok_count / cpu : -1, pct(lat, nlat, 0.5) * 1e3,
-			       pct(lat, nlat, 0.99) * 1e3, pct(ttfb, nlat, 0.5) * 1e3,
-			       nlat ? sum / (double)nlat * 1e3 : -1, pct(ttfb, nlat, 0.99) * 1e3,
-			       last_error);
-		}
+		for (k = 0; k < nlat; k++)
+			sum += ttfb[k];
+		if (ntargets > 1)
+			printf("target=%d port=%d ", j, tports[j]);
+		printf("ok=%ld err=%ld resumed=%ld secs=%.3f rate=%.1f cpu=%.3f per_cpu=%.1f "
+		       "hs_p50_ms=%.3f hs_p99_ms=%.3f ttfb_p50_ms=%.3f ttfb_mean_ms=%.3f ttfb_p99_ms=%.3f "
+		       "last_error=\"%s\"\n",
+		       ok_t[j], ntargets > 1 ? err_t[j] : err_count, resumed_t[j], secs,
+		       ok_t[j] / secs, cpu, cpu > 0 ? ok_t[j] / cpu : -1,
+		       pct(lat, nlat, 0.5) * 1e3, pct(lat, nlat, 0.99) * 1e3,
+		       pct(ttfb, nlat, 0.5) * 1e3, nlat ? sum / (double)nlat * 1e3 : -1,
+		       pct(ttfb, nlat, 0.99) * 1e3, last_error);
+		if (ok_t[j] > 0)
+			status = 0;
 	}
-	return ok_count > 0 ? 0 : 1;
+	return status;
 }
 
 /* ttfb: one connection at a time, to each target in turn, until every
@@ -575,7 +609,7 @@ static int run_ttfb(void)
 					break;
 			}
 			next = cur + 1;
-			server_sa.sin_port = htons((unsigned short)tports[cur]);
+			slots[0].target = cur;
 			if (slot_start(&slots[0]) < 0) {
 				err_t[cur] += in_window;
 				usleep(1000);
@@ -759,8 +793,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: -p PORT is required\n");
 		return 2;
 	}
-	if (ntargets > 1 && mode != M_TTFB) {
-		fprintf(stderr, "loadgen: several servers only in ttfb mode\n");
+	if (ntargets > 1 && (mode == M_BULK || mode == M_IDLE)) {
+		fprintf(stderr, "loadgen: several servers only in hs, resume and ttfb modes\n");
 		return 2;
 	}
 	if (conc < 1)

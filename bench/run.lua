@@ -10,10 +10,11 @@ local QUICK = os.getenv("QUICK") == "1"
 local LUA = os.getenv("BENCH_LUA") or "lua5.4"
 
 local C = QUICK and {
-	rounds = 2, warm = 0.3, secs = 0.8, ttfb_n = 200, bulk = 64 << 20,
-	idle = { 1000 }, idle_rounds = 1, budget = 100,
+	rounds = 2, warm = 0.3, secs = 0.8, ttfb_n = 200, bulk = 64 << 20, ab_factor = 1,
+	alone_ecdsa_only = true,
+	idle = { 1000 }, idle_rounds = 1, budget = 105,
 } or {
-	rounds = 5, warm = 0.5, secs = 3.0, ttfb_n = 1000, bulk = 512 << 20,
+	rounds = 5, warm = 0.5, secs = 3.0, ttfb_n = 1000, bulk = 512 << 20, ab_factor = 2,
 	idle = { 1000, 10000 }, idle_rounds = 3, budget = 14 * 60,
 }
 local CONCURRENCY = 100
@@ -284,6 +285,59 @@ local function handshakes(name, certname)
 	stop(srv)
 end
 
+-- Parses loadgen's "target=J ..." lines: { [J+1] = { key = value } }
+local function per_target(out)
+	local t = {}
+	for line in out:gmatch("[^\n]+") do
+		local j = tonumber(line:match("^target=(%d+)"))
+		if j then
+			local r = {}
+			for k, v in line:gmatch('([%w_]+)=([^%s"]+)') do r[k] = tonumber(v) or v end
+			t[j + 1] = r
+		end
+	end
+	return t
+end
+
+-- The A/B run: every server up at once on CPU 0, the connections of one
+-- load generator going to each in turn, each server's CPU time read at the
+-- window's edges: handshakes per server CPU-second that the machine's other
+-- load affects alike.
+local function ab(r, mode, certname)
+	local srvs = {}
+	local names = rotate_names(r)
+	if mode == "hs" and certname == "ecdsa" and available["baseline+tickets"] then
+		names[#names + 1] = "baseline+tickets"
+	end
+	for _, name in ipairs(names) do
+		local srv, err = start(name, certname, mode == "resume" or name == "baseline+tickets")
+		if srv then srvs[#srvs + 1] = srv else note("%s", err) end
+	end
+	if #srvs == 0 then return end
+	local ports, pids = {}, {}
+	for i, srv in ipairs(srvs) do ports[i], pids[i] = srv.port, srv.pid end
+	local secs = C.secs * C.ab_factor
+	local out = sh(("timeout -s KILL %d taskset -c 1 %s/loadgen %s -c %d -p %s -P %s -w %.2f -t %.2f"):format(
+		math.ceil(C.warm + secs + 40), BIN, mode, CONCURRENCY, table.concat(ports, ","),
+		table.concat(pids, ","), C.warm, secs))
+	if os.getenv("BENCH_VERBOSE") then io.stderr:write(out) end
+	local key = mode == "resume" and "resumed" or ("hs-" .. certname)
+	local res = per_target(out)
+	for i, srv in ipairs(srvs) do
+		local t = res[i]
+		if t and (t.ok or 0) > 0 then
+			add(key .. "-ab", srv.name, t.per_cpu)
+			if (t.err or 0) > 0 then note("%s %s A/B: %d failed connections", srv.name, mode, t.err) end
+			if mode == "resume" and t.resumed < 0.95 * t.ok then
+				note("%s resume A/B: only %d of %d connections were resumed", srv.name, t.resumed, t.ok)
+			end
+		else
+			note("%s %s A/B: no result (%s)", srv.name, mode, (out:gsub("%s+$", "")))
+		end
+	end
+	for _, srv in ipairs(srvs) do stop(srv) end
+end
+
 -- TTFB and bulk with every server up at once (idle ones cost nothing): the
 -- TTFB connections go to each server in turn and the bulk transfers follow
 -- one another, so that the machine's other load hits every server alike.
@@ -409,37 +463,51 @@ local function main()
 		C.rounds, C.secs, CONCURRENCY, C.ttfb_n, C.bulk >> 20))
 	io.stdout:flush()
 
-	local rounds_done = 0
+	local rounds_done, last_core, last_idle = 0, 0, 0
 	for r = 1, C.rounds do
-		if r > 1 and time_left() < (now() - t0) / (r - 1) then
+		local expect = last_core + (r <= C.idle_rounds and last_idle or 0)
+		if r > 1 and time_left() < expect then
 			note("stopped after %d rounds to stay within the time budget", r - 1)
 			break
 		end
+		local t_round = now()
 		io.stderr:write(("round %d/%d: ecdsa handshakes\n"):format(r, C.rounds))
 		each_server(r, function(name) handshakes(name, "ecdsa") end)
 		io.stderr:write(("round %d/%d: ttfb and bulk\n"):format(r, C.rounds))
 		sequential(r)
-		io.stderr:write(("round %d/%d: rsa handshakes\n"):format(r, C.rounds))
-		each_server(r, function(name) handshakes(name, "rsa") end, true)
-		io.stderr:write(("round %d/%d: resumed handshakes\n"):format(r, C.rounds))
-		each_server(r, resumed, true)
+		io.stderr:write(("round %d/%d: A/B handshakes per CPU-second\n"):format(r, C.rounds))
+		ab(r, "hs", "ecdsa")
+		ab(r, "hs", "rsa")
+		ab(r, "resume", "ecdsa")
+		if not C.alone_ecdsa_only then
+			io.stderr:write(("round %d/%d: rsa handshakes\n"):format(r, C.rounds))
+			each_server(r, function(name) handshakes(name, "rsa") end, true)
+			io.stderr:write(("round %d/%d: resumed handshakes\n"):format(r, C.rounds))
+			each_server(r, resumed, true)
+		end
+		last_core = now() - t_round
+		t_round = now()
 		if r <= C.idle_rounds then
 			for _, n in ipairs(C.idle) do
 				io.stderr:write(("round %d/%d: %d idle connections\n"):format(r, C.rounds, n))
 				each_server(r, function(name) idle(name, n, r) end, true)
 			end
 		end
+		if r <= C.idle_rounds then last_idle = now() - t_round end
 		rounds_done = r
 	end
 
 	-- the table
 	local ROWS = {
 		{ "hs-ecdsa", "handshake-ecdsa", "full hs/s", "%.0f" },
-		{ "hs-ecdsa-cpu", "handshake-ecdsa", "hs/server-CPU-s", "%.0f" },
+		{ "hs-ecdsa-cpu", "handshake-ecdsa", "hs/CPU-s alone", "%.0f" },
+		{ "hs-ecdsa-ab", "handshake-ecdsa", "hs/CPU-s A/B", "%.0f" },
 		{ "hs-rsa", "handshake-rsa", "full hs/s", "%.0f" },
-		{ "hs-rsa-cpu", "handshake-rsa", "hs/server-CPU-s", "%.0f" },
+		{ "hs-rsa-cpu", "handshake-rsa", "hs/CPU-s alone", "%.0f" },
+		{ "hs-rsa-ab", "handshake-rsa", "hs/CPU-s A/B", "%.0f" },
 		{ "resumed", "resumed", "hs/s", "%.0f" },
-		{ "resumed-cpu", "resumed", "hs/server-CPU-s", "%.0f" },
+		{ "resumed-cpu", "resumed", "hs/CPU-s alone", "%.0f" },
+		{ "resumed-ab", "resumed", "hs/CPU-s A/B", "%.0f" },
 		{ "bulk-aes128gcm", "bulk-aes128gcm", "MB/s", "%.0f" },
 		{ "bulk-aes128gcm-cpu", "bulk-aes128gcm", "MB/server-CPU-s", "%.0f" },
 		{ "bulk-chacha20", "bulk-chacha20", "MB/s", "%.0f" },
@@ -486,9 +554,9 @@ local function main()
 	-- ratios: above 1 is better for luatls everywhere
 	print()
 	local RATIOS = {
-		{ "handshake-ecdsa", "hs-ecdsa-cpu", false },
-		{ "handshake-rsa", "hs-rsa-cpu", false },
-		{ "resumed", "resumed-cpu", false },
+		{ "handshake-ecdsa", "hs-ecdsa-ab", false },
+		{ "handshake-rsa", "hs-rsa-ab", false },
+		{ "resumed", "resumed-ab", false },
 		{ "bulk-aes128gcm", "bulk-aes128gcm-cpu", false },
 		{ "bulk-chacha20", "bulk-chacha20-cpu", false },
 		{ "idle-memory", "idle-1000", true },
