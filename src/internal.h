@@ -100,5 +100,6 @@ void luatls_open_key(lua_State *L);
 void luatls_open_crl(lua_State *L);
 void luatls_open_store(lua_State *L);
 void luatls_open_x509_gen(lua_State *L);
+void luatls_open_policy(lua_State *L);
 
 #endif

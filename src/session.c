@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <gnutls/x509.h>
 
@@ -21,6 +22,14 @@ typedef struct {
 	size_t len, off, cap;
 } Buffer;
 
+/* The cipher suites and groups a ClientHello offered, as IANA numbers in
+ * the client's order, so a policy can say what the client wanted. */
+typedef struct {
+	unsigned short suites[128];
+	unsigned short groups[32];
+	unsigned nsuites, ngroups;
+} Offers;
+
 typedef struct {
 	gnutls_session_t s;
 	luatls_ctx *c;
@@ -33,6 +42,7 @@ typedef struct {
 	int in_eof;
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
 	int hello_seen;
+	Offers offers; /* servers: what the ClientHello offered (policy) */
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
 	char *server_name; /* SNI sent by a client */
@@ -275,12 +285,59 @@ static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 	}
 }
 
+/* Records the cipher suites and supported_groups of a ClientHello (with or
+ * without its handshake header); stops quietly at anything malformed. */
+static void parse_hello_offers(Offers *o, const unsigned char *p, size_t n)
+{
+	size_t i, end, len;
+	if (n >= 4 && p[0] == 1 && ((size_t)p[1] << 16 | rd16(p + 2)) == n - 4) {
+		p += 4;
+		n -= 4;
+	}
+	if (n < 35 || p[0] != 3)
+		return;
+	i = 34;
+	i += 1 + (size_t)p[i]; /* session id */
+	if (i + 2 > n)
+		return;
+	len = rd16(p + i);
+	i += 2;
+	for (end = i + len; i + 2 <= end && i + 2 <= n; i += 2)
+		if (o->nsuites < sizeof o->suites / sizeof o->suites[0])
+			o->suites[o->nsuites++] = (unsigned short)rd16(p + i);
+	i = end;
+	if (i + 1 > n)
+		return;
+	i += 1 + (size_t)p[i]; /* compression methods */
+	if (i + 2 > n)
+		return;
+	len = rd16(p + i);
+	i += 2;
+	if (i + len < n)
+		n = i + len;
+	while (i + 4 <= n) {
+		unsigned type = rd16(p + i);
+		size_t elen = rd16(p + i + 2), j;
+		const unsigned char *e = p + i + 4;
+		i += 4 + elen;
+		if (i > n)
+			return;
+		if (type != 10 || elen < 2) /* supported_groups */
+			continue;
+		for (j = 2; j + 2 <= elen && j < 2 + (size_t)rd16(e); j += 2)
+			if (o->ngroups < sizeof o->groups / sizeof o->groups[0])
+				o->groups[o->ngroups++] = (unsigned short)rd16(e + j);
+	}
+}
+
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 		      unsigned incoming, const gnutls_datum_t *msg)
 {
 	Session *ss = (Session *)gnutls_session_get_ptr(s);
 	(void)htype;
 	(void)when;
+	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
+		parse_hello_offers(&ss->offers, msg->data, msg->size);
 	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
 		parse_client_hello(ss, msg->data, msg->size);
 	return 0;
@@ -737,6 +794,67 @@ static int session_client_certificate(lua_State *L)
 	return 2;
 }
 
+/* sess:offered() -> { suites = { n, ... }, groups = { n, ... } }: the IANA
+ * numbers of the cipher suites and groups the client's hello offered
+ * (servers; empty lists before the hello arrived) */
+static int session_offered(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	unsigned i;
+	lua_createtable(L, 0, 2);
+	lua_createtable(L, (int)ss->offers.nsuites, 0);
+	for (i = 0; i < ss->offers.nsuites; i++) {
+		lua_pushinteger(L, ss->offers.suites[i]);
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	lua_setfield(L, -2, "suites");
+	lua_createtable(L, (int)ss->offers.ngroups, 0);
+	for (i = 0; i < ss->offers.ngroups; i++) {
+		lua_pushinteger(L, ss->offers.groups[i]);
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	lua_setfield(L, -2, "groups");
+	return 1;
+}
+
+/* sess:alert(name_or_number) sends a fatal alert ("bad_certificate", ...)
+ * and fails the session: how a policy refuses a peer after the handshake.
+ * -> true | nil, message, code */
+static int session_alert(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	int a = -1, r, tries = 0;
+	if (lua_type(L, 2) == LUA_TNUMBER) {
+		a = (int)luaL_checkinteger(L, 2);
+		if (gnutls_alert_get_strname((gnutls_alert_description_t)a) == NULL)
+			a = -1;
+	} else {
+		const char *name = luaL_checkstring(L, 2);
+		int i;
+		for (i = 0; i < 256 && a < 0; i++) {
+			const char *n = gnutls_alert_get_strname(
+				(gnutls_alert_description_t)i);
+			if (n != NULL && strncmp(n, "GNUTLS_A_", 9) == 0 &&
+			    strcasecmp(n + 9, name) == 0)
+				a = i;
+		}
+	}
+	if (a < 0)
+		return luaL_argerror(L, 2, "unknown alert");
+	if (ss->state == S_NEW)
+		return luatls_fail(L, "handshake", "alert: the handshake is not done");
+	do {
+		r = gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
+				      (gnutls_alert_description_t)a);
+	} while ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) &&
+		 ++tries < MAX_NONFATAL_RETRIES);
+	ss->state = S_FAILED;
+	if (r < 0)
+		return luatls_fail_gnutls(L, r, "alert");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* sess:fd() -> the file descriptor, or nil for the in-memory transport */
 static int session_fd(lua_State *L)
 {
@@ -783,6 +901,7 @@ static int session_tostring(lua_State *L)
 }
 
 static const luaL_Reg session_methods[] = {
+	{"alert", session_alert},
 	{"bye", session_bye},
 	{"client_certificate", session_client_certificate},
 	{"close", session_close},
@@ -791,6 +910,7 @@ static const luaL_Reg session_methods[] = {
 	{"feed", session_feed},
 	{"handshake", session_handshake},
 	{"info", session_info},
+	{"offered", session_offered},
 	{"peer_certificates", session_peer_certificates},
 	{"pending", session_pending},
 	{"recv", session_recv},

@@ -71,7 +71,7 @@ local contexts = setmetatable({}, { __mode = "v" })
 -- Builds (or reuses) the Context for a role and its options:
 -- Context | nil, message, code
 local function context_for(role, opts, pol)
-	local keyparts = { role, pol:priority() }
+	local keyparts = { role, pol:priority(), pol:client_auth() }
 	for _, k in ipairs { "certificate", "key", "cafile", "capath", "ca", "crl", "client_certificate" } do
 		keyparts[#keyparts + 1] = tostring(opts[k])
 	end
@@ -138,7 +138,7 @@ local function context_for(role, opts, pol)
 		if not ok then return nil, err, code end
 	end
 	if role == "server" then
-		local mode = opts.client_certificate or "none"
+		local mode = pol:client_auth(opts.client_certificate)
 		if mode ~= "none" and mode ~= "request" and mode ~= "require" then
 			error("option 'client_certificate' must be \"none\", \"request\" or \"require\"", 4)
 		end
@@ -249,6 +249,7 @@ function M.connect(opts)
 		peer = peer_host and (peer_host .. ":" .. peer_port) or nil,
 	})
 	local ok, herr, hcode = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	ok, herr, hcode = pol:enforce(conn, "client", ctx, ok, herr, hcode)
 	if not ok then
 		conn:abort()
 		return nil, herr, hcode
@@ -302,6 +303,7 @@ local function serve(server, sock, addr, port, handler, holder)
 	})
 	holder.conn = conn
 	local ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	ok, err, code = (opts.policy or policy.default):enforce(conn, "server", server.ctx, ok, err, code)
 	if not ok then
 		conn:abort()
 		server.handshake_failures = server.handshake_failures + 1

@@ -227,12 +227,35 @@ function Stream:settimeout(seconds)
 	return true
 end
 
--- What was negotiated, plus where the peer is.
+-- The verified peer's identity from its leaf certificate: { subject,
+-- issuer, sans = { dns, ip, email, uri }, pin }, or nil.
+local function peer_identity(sess, info)
+	local leaf = info.verified and sess:peer_certificates()[1]
+	if not leaf then return nil end
+	return { subject = leaf:subject(), issuer = leaf:issuer(), sans = leaf:sans(), pin = leaf:spki_pin() }
+end
+
+-- What was negotiated, plus where the peer is and who it is.
 function Stream:info()
 	check(self, "info")
 	local info = self.sess:info()
 	info.peer_address = self.peer
+	info.peer = peer_identity(self.sess, info)
 	return info
+end
+
+-- The policy's verdicts on this connection, one per rule checked after
+-- the handshake: { { rule, result = "pass"|"fail"|"warning"|"skip",
+-- message }, ... } (see docs/policy.md). Still readable after close.
+function Stream:verdicts()
+	if getmetatable(self) ~= Stream then
+		error("bad argument #1 to 'verdicts' (luatls.Connection expected)", 2)
+	end
+	local out = {}
+	for i, v in ipairs(self.policy_verdicts or {}) do
+		out[i] = { rule = v.rule, result = v.result, message = v.message }
+	end
+	return out
 end
 
 -- The peer's certificate chain, leaf first, as Certificate objects.
