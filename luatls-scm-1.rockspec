@@ -26,7 +26,7 @@ build = {
     ["luatls.core"] = {
       sources = {
         "src/compat.c", "src/context.c", "src/core.c", "src/crl.c", "src/key.c",
-        "src/loop.c", "src/policy.c", "src/session.c", "src/socket.c", "src/store.c", "src/x509.c",
+        "src/loop.c", "src/policy.c", "src/resume.c", "src/session.c", "src/socket.c", "src/store.c", "src/x509.c",
         "src/x509_ext.c", "src/x509_gen.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
@@ -40,5 +40,7 @@ build = {
     ["luatls.policy"] = "lua/luatls/policy.lua",
     ["luatls.x509"] = "lua/luatls/x509.lua",
     ["luatls.errors"] = "lua/luatls/errors.lua",
+    ["luatls.cache"] = "lua/luatls/cache.lua",
+    ["luatls.resumption"] = "lua/luatls/resumption.lua",
   },
 }

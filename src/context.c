@@ -41,6 +41,8 @@ void luatls_ctx_unref(luatls_ctx *c)
 	if (c->ticket_key.data != NULL)
 		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
 	gnutls_free(c->ticket_key.data);
+	if (c->antireplay != NULL)
+		gnutls_anti_replay_deinit(c->antireplay);
 	free(c);
 }
 

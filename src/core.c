@@ -264,6 +264,7 @@ LUATLS_EXPORT int luaopen_luatls_core(lua_State *L)
 	luatls_open_store(L);
 	luatls_open_x509_gen(L);
 	luatls_open_policy(L);
+	luatls_open_resume(L);
 	lua_pushstring(L, LUATLS_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, gnutls_check_version(NULL));

@@ -21,6 +21,7 @@ typedef struct luatls_ctx {
 	unsigned nalpn;
 	gnutls_certificate_request_t client_auth;
 	gnutls_datum_t ticket_key;
+	gnutls_anti_replay_t antireplay; /* servers with early data (resume.c) */
 	int keypairs;
 	int trusted;
 } luatls_ctx;
@@ -87,6 +88,43 @@ extern const luatls_flagname luatls_key_usages[];
 extern const luatls_oidname luatls_purposes[];
 /* Certificate methods for the extensions (x509_ext.c). */
 extern const luaL_Reg luatls_cert_ext_methods[];
+
+/* Resumption and early data of one Session (resume.c). GnuTLS calls the
+ * session-cache and anti-replay stores (Lua) from inside its own calls:
+ * L is the caller's state while such a call runs (stack index 1 holds the
+ * Session), NULL otherwise. */
+typedef struct luatls_resume {
+	lua_State *L;
+	const void *self;         /* the Session userdata */
+	gnutls_anti_replay_t ar;  /* servers: the context's, when early data is on */
+	int server;
+	int no_resumption;
+	int cache;                /* servers: a session-ID store is set */
+	unsigned lifetime;        /* seconds; 0: GnuTLS's default */
+	unsigned early_max;       /* servers: early data accepted, bytes (0: none) */
+	int early_offered;        /* servers: the ClientHello carried early_data */
+	int replay;               /* servers: REPLAY_* of resume.c */
+	size_t early_sent;        /* clients: bytes queued as early data */
+	size_t early_received;    /* servers: bytes read as early data */
+	char note[160];           /* clients: why there was no early data */
+} luatls_resume;
+
+/* gnutls_init flags for the options table at opts (early_data, resumption). */
+unsigned luatls_resume_flags(lua_State *L, int opts, int server);
+/* Applies the resumption options at opts to a new session whose userdata
+ * is at obj: tickets, lifetime, stores, early data. GnuTLS error or 0. */
+int luatls_resume_setup(lua_State *L, int opts, int obj, gnutls_session_t s,
+			luatls_resume *rs, luatls_ctx *c);
+/* Around each GnuTLS call that may call the stores back. */
+void luatls_resume_enter(lua_State *L, luatls_resume *rs);
+void luatls_resume_leave(luatls_resume *rs);
+/* Adds early_data (and early_data_max) to the info table at the top. */
+void luatls_resume_info(lua_State *L, gnutls_session_t s, luatls_resume *rs);
+/* The GnuTLS session of the open Session at arg i (raises if closed) and
+ * its resumption state; *open tells whether the handshake is done. */
+gnutls_session_t luatls_check_session(lua_State *L, int i, luatls_resume **rs,
+				      int *open);
+void luatls_open_resume(lua_State *L);
 
 struct ev_loop;
 struct ev_loop *luatls_host_loop(lua_State *L);

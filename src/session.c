@@ -46,6 +46,7 @@ typedef struct {
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
 	char *server_name; /* SNI sent by a client */
+	luatls_resume rs;  /* resumption and early data (resume.c) */
 } Session;
 
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
@@ -57,6 +58,15 @@ static Session *check_session(lua_State *L, int i)
 	if (ss->state == S_CLOSED)
 		luaL_error(L, "session is closed");
 	return ss;
+}
+
+gnutls_session_t luatls_check_session(lua_State *L, int i, luatls_resume **rs,
+				      int *open)
+{
+	Session *ss = check_session(L, i);
+	*rs = &ss->rs;
+	*open = ss->state == S_OPEN;
+	return ss->s;
 }
 
 static int buffer_append(Buffer *b, const void *p, size_t n)
@@ -143,7 +153,10 @@ static char *dupstring(const char *s)
 static int session_new(lua_State *L)
 {
 	static const char *const options[] = {"fd", "hostname", "server_name",
-					      "verify", NULL};
+					      "verify", "anti_replay", "early_data",
+					      "replay_window", "resumption",
+					      "session", "session_cache",
+					      "ticket_lifetime", NULL};
 	luatls_ctx *c = luatls_check_ctx(L, 1);
 	Session *ss;
 	const char *hostname, *server_name;
@@ -170,7 +183,7 @@ static int session_new(lua_State *L)
 	ss->verify = verify;
 	ss->state = S_NEW;
 	flags = (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
-		GNUTLS_NO_SIGNAL;
+		GNUTLS_NO_SIGNAL | luatls_resume_flags(L, 2, c->server);
 	r = gnutls_init(&ss->s, flags);
 	if (r < 0) {
 		ss->state = S_CLOSED;
@@ -187,8 +200,8 @@ static int session_new(lua_State *L)
 		r = gnutls_priority_set(ss->s, c->prio);
 	if (r == 0 && c->nalpn > 0)
 		r = gnutls_alpn_set_protocols(ss->s, c->alpn, c->nalpn, 0);
-	if (r == 0 && c->server)
-		r = gnutls_session_ticket_enable_server(ss->s, &c->ticket_key);
+	if (r == 0)
+		r = luatls_resume_setup(L, 2, -1, ss->s, &ss->rs, c);
 	if (r < 0)
 		return luaL_error(L, "cannot set up session: %s",
 				  gnutls_strerror(r));
@@ -282,6 +295,8 @@ static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 					v |= 1u << e[j + 1];
 			ss->hello_versions = v;
 		}
+		if (type == 42) /* early_data */
+			ss->rs.early_offered = 1;
 	}
 }
 
@@ -456,10 +471,12 @@ static int session_handshake(lua_State *L)
 	}
 	if (ss->state == S_FAILED)
 		return luatls_fail(L, "failed", "handshake: the session already failed");
+	luatls_resume_enter(L, &ss->rs);
 	do {
 		r = gnutls_handshake(ss->s);
 	} while (r < 0 && r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED &&
 		 !gnutls_error_is_fatal(r) && ++tries < MAX_NONFATAL_RETRIES);
+	luatls_resume_leave(&ss->rs);
 	if (r == 0) {
 		ss->state = S_OPEN;
 		lua_pushboolean(L, 1);
@@ -656,7 +673,10 @@ static unsigned peer_status(Session *ss, int *checked)
 	if (gnutls_certificate_get_peers(ss->s, NULL) == NULL)
 		return 0;
 	*checked = 1;
-	if (ss->verify && (!ss->server || ss->c->client_auth != GNUTLS_CERT_IGNORE))
+	/* a resumed session brings its peer's chain back unverified: check
+	 * it again below, against today's trust */
+	if (ss->verify && (!ss->server || ss->c->client_auth != GNUTLS_CERT_IGNORE) &&
+	    !gnutls_session_is_resumed(ss->s))
 		return gnutls_session_get_verify_cert_status(ss->s);
 	if (gnutls_certificate_verify_peers3(ss->s, ss->server ? NULL : ss->hostname,
 					     &status) < 0)
@@ -738,6 +758,7 @@ static int session_info(lua_State *L)
 	}
 	lua_pushboolean(L, gnutls_session_is_resumed(s));
 	lua_setfield(L, -2, "resumed");
+	luatls_resume_info(L, s, &ss->rs);
 	status = peer_status(ss, &checked);
 	lua_pushboolean(L, checked && status == 0);
 	lua_setfield(L, -2, "verified");

@@ -7,6 +7,7 @@ local stream = require "luatls.stream"
 local policy = require "luatls.policy"
 local errors = require "luatls.errors"
 local x509 = require "luatls.x509"
+local resumption = require "luatls.resumption"
 
 local type, error, pairs, ipairs, tostring, concat, setmetatable =
 	type, error, pairs, ipairs, tostring, table.concat, setmetatable
@@ -72,7 +73,7 @@ local contexts = setmetatable({}, { __mode = "v" })
 -- Context | nil, message, code
 local function context_for(role, opts, pol)
 	local keyparts = { role, pol:priority(), pol:client_auth() }
-	for _, k in ipairs { "certificate", "key", "cafile", "capath", "ca", "crl", "client_certificate" } do
+	for _, k in ipairs { "certificate", "key", "cafile", "capath", "ca", "crl", "client_certificate", "ticket_key" } do
 		keyparts[#keyparts + 1] = tostring(opts[k])
 	end
 	for _, p in ipairs(opts.alpn or {}) do keyparts[#keyparts + 1] = "alpn:" .. tostring(p) end
@@ -148,6 +149,10 @@ local function context_for(role, opts, pol)
 		ctx:client_auth(mode)
 	end
 	if opts.alpn then ctx:alpn(opts.alpn) end
+	if role == "server" and opts.ticket_key then
+		ok, err, code = resumption.ticket_key(ctx, opts.ticket_key)
+		if not ok then return nil, err, code end
+	end
 	contexts[cachekey] = ctx
 	return ctx
 end
@@ -165,6 +170,7 @@ local CONNECT_OPTIONS = {
 	handshake_timeout = true, connect_timeout = true,
 }
 for k in pairs(CONTEXT_OPTIONS) do CONNECT_OPTIONS[k] = true end
+for _, k in ipairs { "session", "session_cache", "early_data", "early_data_resend" } do CONNECT_OPTIONS[k] = true end
 
 -- Opens a TCP connection to one of the addresses: Socket | nil, msg, code
 local function tcp_connect(s, host, port, addresses, deadline)
@@ -214,6 +220,7 @@ function M.connect(opts)
 	local s = sched()
 	local pol = opts.policy or policy.default
 	local host, port = opts.host, opts.port
+	resumption.check_connect(opts, pol, 2)
 
 	local ctx, err, code = context_for("client", opts, pol)
 	if not ctx then return nil, err, code end
@@ -237,7 +244,8 @@ function M.connect(opts)
 	if opts.verify_hostname ~= false then
 		hostname = server_name or host
 	end
-	local sess = core.session(ctx, {
+	local resume = resumption.client(s, opts, pol, server_name, verify, hostname)
+	local sess = core.session(ctx, resume:options {
 		fd = sock:fd(),
 		server_name = server_name or nil,
 		hostname = hostname,
@@ -250,6 +258,7 @@ function M.connect(opts)
 	})
 	local ok, herr, hcode = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
 	ok, herr, hcode = pol:enforce(conn, "client", ctx, ok, herr, hcode)
+	if ok then ok, herr, hcode = resume:established(conn) end
 	if not ok then
 		conn:abort()
 		return nil, herr, hcode
@@ -262,6 +271,7 @@ local LISTEN_OPTIONS = {
 	handshake_timeout = true, on_error = true, on_handshake_error = true,
 }
 for k in pairs(CONTEXT_OPTIONS) do LISTEN_OPTIONS[k] = true end
+for _, k in ipairs { "ticket_key", "ticket_lifetime", "session_cache", "anti_replay" } do LISTEN_OPTIONS[k] = true end
 
 local Server = {}
 Server.__index = Server
@@ -297,12 +307,18 @@ end
 -- Serves one accepted socket: handshake, then the user's handler.
 local function serve(server, sock, addr, port, handler, holder)
 	local opts = server.opts
-	local sess = core.session(server.ctx, { fd = sock:fd() })
+	local pol = opts.policy or policy.default
+	local sess = core.session(server.ctx, resumption.server_options(server.ctx, opts, pol, { fd = sock:fd() }))
 	local conn = stream.new(server.sched, sock, sess, {
 		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
 	})
 	holder.conn = conn
-	local ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	local ok, err, code
+	if type(pol.early_data) == "table" then
+		ok, err, code = resumption.server_handshake(conn, opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, pol.early_data)
+	else
+		ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
+	end
 	ok, err, code = (opts.policy or policy.default):enforce(conn, "server", server.ctx, ok, err, code)
 	if not ok then
 		conn:abort()
@@ -327,6 +343,7 @@ function M.listen(opts, handler)
 		error("bad argument #1 to 'listen' (option 'port' must be a port number, 0 for any)", 2)
 	end
 	check_type("listen", opts, "host", "string")
+	resumption.check_listen(opts, 2)
 	for _, k in ipairs { "timeout", "handshake_timeout", "backlog", "grace" } do check_type("listen", opts, k, "number") end
 	for _, k in ipairs { "on_error", "on_handshake_error" } do check_type("listen", opts, k, "function") end
 
@@ -389,6 +406,9 @@ end
 -- in-memory transport: feed() it the peer's bytes, drain() what to send.
 local SESSION_OPTIONS = { role = true, server_name = true, verify = true, verify_hostname = true }
 for k in pairs(CONTEXT_OPTIONS) do SESSION_OPTIONS[k] = true end
+for _, k in ipairs { "session", "early_data", "ticket_key", "ticket_lifetime", "session_cache", "anti_replay" } do
+	SESSION_OPTIONS[k] = true
+end
 
 function M.session(opts)
 	check_options("session", opts, SESSION_OPTIONS)
@@ -404,10 +424,10 @@ function M.session(opts)
 	if opts.role == "client" and opts.verify_hostname ~= false then
 		hostname = opts.server_name
 	end
-	return core.session(ctx, {
+	return core.session(ctx, resumption.session_options(ctx, opts, pol, {
 		server_name = opts.role == "client" and opts.server_name or nil,
 		hostname = hostname, verify = verify,
-	})
+	}))
 end
 
 -- luatls.policy{ rules } -> Policy
@@ -415,6 +435,12 @@ M.policy = setmetatable({}, {
 	__call = function(_, rules) return policy.new(rules) end,
 	__index = policy,
 })
+
+-- luatls.session_cache([store]) -> the client session cache of the loop
+-- (a luatls.cache by default); store sets it (false: no caching).
+function M.session_cache(store) return resumption.client_cache(sched(), store) end
+M.new_ticket_key = resumption.new_ticket_key
+M.cache = require("luatls.cache").new
 
 function M.spawn(fn, ...) return sched():spawn(fn, nil, ...) end
 function M.sleep(seconds) return sched():sleep(seconds) end

@@ -216,6 +216,7 @@ local RULES = {
 	min_version = true, max_version = true, ciphers = true, groups = true,
 	pins = true, min_key_bits = true, expiry_warning_days = true,
 	client_certificate = true, issuers = true, identities = true, check = true,
+	resumption = true, early_data = true, -- see resumption_rules
 }
 
 local CLIENT_AUTH = { none = 1, request = 2, require = 3 }
@@ -311,6 +312,64 @@ local function finish(self, level)
 	return self
 end
 
+-- Resumption and 0-RTT rules (docs/resumption.md): resumption = true |
+-- false; early_data = "deny" (the default) or { max_size = bytes, allow =
+-- function(data, info) -> "accept" | "defer" | "reject", replay_window =
+-- seconds }.
+local EARLY_RULES = { max_size = true, allow = true, replay_window = true }
+local function resumption_rules(self, rules, level)
+	local r = rules.resumption
+	if r ~= nil and type(r) ~= "boolean" then bad("resumption must be true or false", level + 1) end
+	self.resumption = r ~= false
+	local ed = rules.early_data
+	if ed == nil or ed == "deny" then
+		self.early_data = "deny"
+		return
+	end
+	if type(ed) ~= "table" then
+		bad("early_data must be \"deny\" or { max_size = n, allow = function(data, info) }", level + 1)
+	end
+	for k in pairs(ed) do
+		if not EARLY_RULES[k] then bad("early_data: unknown rule '" .. tostring(k) .. "'", level + 1) end
+	end
+	local n = ed.max_size or 16384
+	if type(n) ~= "number" or n < 1 or n % 1 ~= 0 or n > 0xffffffff then
+		bad("early_data.max_size must be a positive whole number of bytes", level + 1)
+	end
+	if ed.allow ~= nil and type(ed.allow) ~= "function" then
+		bad("early_data.allow must be a function(data, info)", level + 1)
+	end
+	local w = ed.replay_window or 60
+	if type(w) ~= "number" or w < 1 or w % 1 ~= 0 then
+		bad("early_data.replay_window must be a whole number of seconds", level + 1)
+	end
+	if not self.resumption then
+		bad("early_data needs resumption (0-RTT rides on a resumed session)", level + 1)
+	end
+	self.early_data = { max_size = n, allow = ed.allow, replay_window = w }
+end
+
+-- Merged resumption rules: only what both allow; of two allow functions
+-- the stricter verdict wins (reject, then defer, then accept).
+local STRICTNESS = { accept = 1, defer = 2, reject = 3 }
+local function merge_resumption(r, a, b)
+	r.resumption = a.resumption and b.resumption
+	local ea, eb = a.early_data, b.early_data
+	if not r.resumption or ea == "deny" or eb == "deny" then
+		r.early_data = "deny"
+		return
+	end
+	local allow = ea.allow or eb.allow
+	if ea.allow and eb.allow then
+		allow = function(data, info)
+			local x, y = ea.allow(data, info), eb.allow(data, info)
+			return (STRICTNESS[x] or 3) >= (STRICTNESS[y] or 3) and x or y
+		end
+	end
+	r.early_data = { max_size = min(ea.max_size, eb.max_size), allow = allow,
+		replay_window = min(ea.replay_window, eb.replay_window) }
+end
+
 -- tls.policy{ ... } -> Policy. Unknown rule names and bad values raise.
 function M.new(rules)
 	if rules == nil then rules = {} end
@@ -350,6 +409,7 @@ function M.new(rules)
 		if type(rules.check) ~= "function" then bad("check must be a function(info, chain)", 2) end
 		self.checks[1] = rules.check
 	end
+	resumption_rules(self, rules, 2)
 	return finish(self, 2)
 end
 
@@ -553,6 +613,7 @@ function Policy:merge(other)
 		append_sets(r[k], self[k])
 		append_sets(r[k], other[k])
 	end
+	merge_resumption(r, self, other)
 	return finish(r, 2)
 end
 

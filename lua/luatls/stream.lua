@@ -85,10 +85,17 @@ end
 
 -- Reads one chunk into the buffer: true | nil, message, code
 local function fill(self, deadline)
+	if self.pending then -- a handshake the handler started early (0-RTT)
+		local n = #self.buf
+		local ok, err, code = self.pending(self, deadline)
+		if not ok then return nil, err, code end
+		if #self.buf > n then return true end
+	end
 	while true do
 		local data, err, code = self.sess:recv()
 		if data then
 			self.buf = self.buf .. data
+			if self.after_recv then self:after_recv() end -- a TLS 1.3 ticket may have come
 			return true
 		end
 		if code ~= "wantread" and code ~= "wantwrite" then
@@ -171,6 +178,10 @@ function Stream:send(data, i, j)
 	if j > len then j = len end
 	if i > j then return i - 1 end
 	local deadline = deadline_of(self)
+	if self.pending then
+		local ok, err, code = self.pending(self, deadline)
+		if not ok then return nil, err, code, i - 1 end
+	end
 	local s = (i == 1 and j == #data) and data or sub(data, i, j)
 	local pos, last = 1, #s
 	while pos <= last do
@@ -199,6 +210,7 @@ function Stream:close()
 		local deadline = self.sched:now() + (self.timeout and min(self.timeout, 2) or 2)
 		local co, main = coroutine.running()
 		local inside = co ~= nil and not main
+		if self.pending and inside then self.pending(self, deadline) end -- finish an early-started handshake
 		while true do
 			local ok, _, code = sess:bye()
 			if ok or (code ~= "wantread" and code ~= "wantwrite") or not inside then break end
@@ -273,6 +285,42 @@ end
 function Stream:session()
 	check(self, "session")
 	return self.sess
+end
+
+-- Session data that resumes this session (connect{ session = data }), or
+-- nil, message, code. Under TLS 1.3 it comes with a ticket the server
+-- sends after the handshake: what has already arrived is read (into the
+-- receive buffer), and with wait it waits that many seconds for one.
+function Stream:session_data(wait)
+	check(self, "session_data")
+	local data, err, code = self.sess:session_data()
+	if self.after_recv and data then self:after_recv() end -- the loop's session cache
+	if data or code ~= "no_ticket" then return data, err, code end
+	local deadline = self.sched:now() + (wait or 0)
+	while true do
+		local chunk, rerr, rcode = self.sess:recv()
+		if chunk then
+			self.buf = self.buf .. chunk
+		elseif rcode ~= "wantread" and rcode ~= "wantwrite" then
+			return nil, err, code
+		elseif self.sched:now() >= deadline or
+			not self.sched:wait_io(self.rec, direction(rcode), deadline) then
+			return nil, err, code
+		end
+		data = self.sess:session_data()
+		if data then
+			if self.after_recv then self:after_recv() end
+			return data
+		end
+	end
+end
+
+-- Servers: the bytes that came as TLS 1.3 early data (0-RTT), which are
+-- also the first bytes receive returns; or nil, reason, status. See
+-- docs/resumption.md.
+function Stream:early_data()
+	check(self, "early_data")
+	return require("luatls.resumption").early_data(self)
 end
 
 function Stream.__tostring(self)
