@@ -234,12 +234,17 @@ end
 -- Results ------------------------------------------------------------------------
 
 local results = {} -- results[row][server] = { values }
+local by_round = {} -- by_round[row][server][round] = value
+local round = 0
 local function add(row, server, v)
 	if v == nil or v < 0 then return end
 	results[row] = results[row] or {}
 	results[row][server] = results[row][server] or {}
 	local t = results[row][server]
 	t[#t + 1] = v
+	by_round[row] = by_round[row] or {}
+	by_round[row][server] = by_round[row][server] or {}
+	by_round[row][server][round] = v
 end
 
 local function median(t)
@@ -256,11 +261,6 @@ local function spread(t)
 	local m = median(t)
 	if not m or m == 0 or #t < 2 then return 0 end
 	return (math.max(table.unpack(t)) - math.min(table.unpack(t))) / 2 / m * 100
-end
-
-local function value(row, server)
-	local t = results[row] and results[row][server]
-	return t and median(t)
 end
 
 -- Tests -----------------------------------------------------------------------
@@ -471,6 +471,7 @@ local function main()
 			break
 		end
 		local t_round = now()
+		round = r
 		io.stderr:write(("round %d/%d: ecdsa handshakes\n"):format(r, C.rounds))
 		each_server(r, function(name) handshakes(name, "ecdsa") end)
 		io.stderr:write(("round %d/%d: ttfb and bulk\n"):format(r, C.rounds))
@@ -543,8 +544,10 @@ local function main()
 			print(line)
 		end
 	end
-	print(("(median of %d rounds; ±: half the range, in %% of the median; idle memory: %d round(s))")
+	print(("load average at the end: %s"):format(sh("cat /proc/loadavg"):match("^(%S+ %S+ %S+)")))
+	print(("(median of %d rounds; ±: half the range, in %% of the median; idle memory: %d round(s);")
 		:format(rounds_done, math.min(rounds_done, C.idle_rounds)))
+	print("ratios below: the median of the rounds' own ratios)")
 
 	if #notes > 0 then
 		print()
@@ -563,13 +566,20 @@ local function main()
 		{ "latency-p99", "lat-p99", true },
 		{ "ttfb", "ttfb", true },
 	}
+	-- the median of the rounds' ratios: within a round the servers saw the
+	-- same weather (A/B, TTFB and bulk interleave them), between rounds not
 	for _, spec in ipairs(RATIOS) do
 		local metric, key, invert = spec[1], spec[2], spec[3]
-		local mine = value(key, "luatls")
+		local mine = by_round[key] and by_round[key].luatls
 		for _, peer in ipairs(PEERS) do
-			local theirs = value(key, peer)
-			if mine and theirs and mine > 0 and theirs > 0 then
-				print(("ratio %s luatls/%s %.3f"):format(metric, peer, invert and theirs / mine or mine / theirs))
+			local theirs = by_round[key] and by_round[key][peer]
+			local ratios = {}
+			for r, m in pairs(mine or {}) do
+				local t = theirs and theirs[r]
+				if t and m > 0 and t > 0 then ratios[#ratios + 1] = invert and t / m or m / t end
+			end
+			if #ratios > 0 then
+				print(("ratio %s luatls/%s %.3f"):format(metric, peer, median(ratios)))
 			end
 		end
 	end
