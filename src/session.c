@@ -252,11 +252,14 @@ static unsigned rd16(const unsigned char *p)
 	return (unsigned)p[0] << 8 | p[1];
 }
 
-/* Records the versions a ClientHello offers (supported_versions, else the
- * legacy version), so a failure can say what the client wanted. */
+/* Records what a ClientHello offers: versions (supported_versions, else
+ * the legacy version), cipher suites, groups and whether it carries early
+ * data, so that failures and policies can say what the client wanted.
+ * Stops quietly at anything malformed. */
 static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 {
-	size_t i, len;
+	Offers *o = &ss->offers;
+	size_t i, end, len;
 	if (n >= 4 && p[0] == 1 && ((size_t)p[1] << 16 | rd16(p + 2)) == n - 4) {
 		p += 4; /* handshake header */
 		n -= 4;
@@ -266,51 +269,6 @@ static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 	ss->hello_seen = 1;
 	if (p[1] <= 4)
 		ss->hello_versions = 1u << p[1];
-	i = 34;
-	i += 1 + (size_t)p[i]; /* session id */
-	if (i + 2 > n)
-		return;
-	i += 2 + rd16(p + i); /* cipher suites */
-	if (i + 1 > n)
-		return;
-	i += 1 + (size_t)p[i]; /* compression methods */
-	if (i + 2 > n)
-		return;
-	len = rd16(p + i);
-	i += 2;
-	if (i + len < n)
-		n = i + len;
-	while (i + 4 <= n) {
-		unsigned type = rd16(p + i);
-		size_t elen = rd16(p + i + 2);
-		const unsigned char *e = p + i + 4;
-		i += 4 + elen;
-		if (i > n)
-			return;
-		if (type == 43 && elen >= 1) { /* supported_versions */
-			size_t j, vlen = e[0];
-			unsigned v = 0;
-			for (j = 1; j + 1 <= vlen && j + 1 < elen; j += 2)
-				if (e[j] == 3 && e[j + 1] <= 4)
-					v |= 1u << e[j + 1];
-			ss->hello_versions = v;
-		}
-		if (type == 42) /* early_data */
-			ss->rs.early_offered = 1;
-	}
-}
-
-/* Records the cipher suites and supported_groups of a ClientHello (with or
- * without its handshake header); stops quietly at anything malformed. */
-static void parse_hello_offers(Offers *o, const unsigned char *p, size_t n)
-{
-	size_t i, end, len;
-	if (n >= 4 && p[0] == 1 && ((size_t)p[1] << 16 | rd16(p + 2)) == n - 4) {
-		p += 4;
-		n -= 4;
-	}
-	if (n < 35 || p[0] != 3)
-		return;
 	i = 34;
 	i += 1 + (size_t)p[i]; /* session id */
 	if (i + 2 > n)
@@ -337,11 +295,19 @@ static void parse_hello_offers(Offers *o, const unsigned char *p, size_t n)
 		i += 4 + elen;
 		if (i > n)
 			return;
-		if (type != 10 || elen < 2) /* supported_groups */
-			continue;
-		for (j = 2; j + 2 <= elen && j < 2 + (size_t)rd16(e); j += 2)
-			if (o->ngroups < sizeof o->groups / sizeof o->groups[0])
-				o->groups[o->ngroups++] = (unsigned short)rd16(e + j);
+		if (type == 43 && elen >= 1) { /* supported_versions */
+			unsigned v = 0;
+			for (j = 1; j + 1 <= (size_t)e[0] && j + 1 < elen; j += 2)
+				if (e[j] == 3 && e[j + 1] <= 4)
+					v |= 1u << e[j + 1];
+			ss->hello_versions = v;
+		} else if (type == 10 && elen >= 2) { /* supported_groups */
+			for (j = 2; j + 2 <= elen && j < 2 + (size_t)rd16(e); j += 2)
+				if (o->ngroups < sizeof o->groups / sizeof o->groups[0])
+					o->groups[o->ngroups++] = (unsigned short)rd16(e + j);
+		} else if (type == 42) { /* early_data */
+			ss->rs.early_offered = 1;
+		}
 	}
 }
 
@@ -351,8 +317,6 @@ static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 	Session *ss = (Session *)gnutls_session_get_ptr(s);
 	(void)htype;
 	(void)when;
-	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
-		parse_hello_offers(&ss->offers, msg->data, msg->size);
 	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
 		parse_client_hello(ss, msg->data, msg->size);
 	return 0;
