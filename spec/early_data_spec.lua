@@ -178,6 +178,37 @@ describe("early data", function()
 			assert.is_false(seen[1].info.complete)
 		end)
 
+		it("accept: the policy's other rules run once the handshake completes, and can still refuse", function()
+			local complete = 0
+			local pol = tls.policy {
+				check = function(info)
+					if not info.version then return true end -- nothing to check yet
+					complete = complete + 1
+					return complete == 1, "only the first connection"
+				end,
+				early_data = { allow = function() return "accept" end },
+			}
+			local seen = {}
+			local answer, info = run(function()
+				local srv = assert(tls.listen({ port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key",
+					policy = pol, timeout = 3, ticket_key = tls.new_ticket_key() }, function(conn)
+					local line = conn:receive("*l")
+					local ok, err, code = conn:send("you said " .. tostring(line) .. "\n")
+					seen[#seen + 1] = { line = line, ok = ok, err = err, code = code }
+				end))
+				local _, port = srv:address()
+				prime(port)
+				return early(port, "GET /x\n")
+			end)
+			assert.equal(2, #seen)
+			assert.equal("GET /x", seen[2].line) -- read before the handshake completed
+			assert.is_nil(seen[2].ok)
+			assert.equal("policy", seen[2].code)
+			assert.matches("only the first connection", seen[2].err)
+			assert.is_nil(answer) -- the client got the refusal instead
+			assert.is_false(info.established)
+		end)
+
 		it("defer: the handler starts once the handshake is complete, early bytes first", function()
 			local answer, info, conns = run(function()
 				local _, port, conns = listen { policy = taking("defer") }

@@ -364,6 +364,21 @@ tls.run()
 			assert.is_false(other.resumed)
 		end)
 
+		it("does not resume between servers that share the key but not the ticket_lifetime", function()
+			local dir = H.tmpdir()
+			H.writefile(dir .. "/key", tls.new_ticket_key())
+			local other = run(function()
+				local _, port = listen { ticket_key = dir .. "/key", ticket_lifetime = 3600 }
+				local conn = assert(connect(port, { session_cache = false }))
+				local data = assert(conn:session_data(2))
+				conn:close()
+				local p2 = H.free_port()
+				other_process(p2, dir .. "/key", 7200) -- another rotation period, another derived key
+				return select(2, exchange(p2, { session = data, session_cache = false }))
+			end, 30)
+			assert.is_false(other.resumed)
+		end)
+
 		-- GnuTLS derives the key it encrypts tickets with from the master key
 		-- and the time, in periods of 3 x ticket_lifetime, and still decrypts
 		-- with the previous period's: a ticket resumes across a rotation.

@@ -315,7 +315,7 @@ local function serve(server, sock, addr, port, handler, holder)
 	holder.conn = conn
 	local ok, err, code
 	if type(pol.early_data) == "table" then
-		ok, err, code = resumption.server_handshake(conn, opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, pol.early_data)
+		ok, err, code = resumption.server_handshake(conn, opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, pol, server.ctx)
 	else
 		ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
 	end

@@ -326,15 +326,20 @@ local function settle(conn)
 	end
 end
 
--- Runs the rest of a handshake that the handler started on (accept).
+-- Runs the rest of a handshake that the handler started on (accept),
+-- then the policy's rules, which had nothing to check before.
 local function complete(conn, deadline)
 	conn.pending = nil
 	local ok, err, code = M.run_handshake(conn, deadline)
+	if ok then
+		settle(conn)
+		local pol = conn.early_policy
+		if pol.enforce then ok, err, code = pol:enforce(conn, "server", conn.early_ctx, true) end
+	end
 	if not ok then
 		conn.failed = true
 		return nil, err, code
 	end
-	settle(conn)
 	return true
 end
 
@@ -382,9 +387,10 @@ function M.run_handshake(conn, deadline, decide_now)
 end
 
 -- A server handshake under a policy with early_data rules: conn | nil,
--- message, code.
-function M.server_handshake(conn, seconds, rules)
-	conn.early, conn.early_rules = "", rules
+-- message, code. ctx: the server's context, for the policy's rules.
+function M.server_handshake(conn, seconds, pol, ctx)
+	local rules = pol.early_data
+	conn.early, conn.early_rules, conn.early_policy, conn.early_ctx = "", rules, pol, ctx
 	local deadline = conn.sched:now() + seconds
 	local ok, err, code = M.run_handshake(conn, deadline, true)
 	if not ok then return nil, err, code end
