@@ -42,6 +42,6 @@ esac
 kill -INT $rec
 wait $rec 2>/dev/null || true
 echo "--- by library"
-perf report -i "$out/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -E '^ +[0-9]' | head -12
+perf report -i "$out/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -E '^ +[0-9.]+%' | head -12
 echo "--- by symbol"
-perf report -i "$out/perf.data" --stdio --no-children --sort dso,sym 2>/dev/null | grep -E '^ +[0-9]' | head -40
+perf report -i "$out/perf.data" --stdio --no-children --sort dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40
