@@ -650,6 +650,55 @@ describe("policy enforcement", function()
 	end)
 end)
 
+describe("policy rules inside the handshake", function()
+	it("refuses a pin mismatch before the client finishes: the server sees the client's alert", function()
+		local fails, msg, code, calls = run(function()
+			local port, failures = listen()
+			local n = 0
+			local pol = tls.policy { pins = { "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+				check = function() n = n + 1 return true end }
+			local conn, m, c = connect(port, { policy = pol })
+			assert.is_nil(conn)
+			wait_for(function() return #failures > 0 end)
+			return failures, m, c, n
+		end)
+		assert.equal("policy", code)
+		assert.matches("pins", msg, 1, true)
+		-- the server's handshake failed on the client's alert: the client never finished
+		assert.equal(1, #fails)
+		assert.equal("alert", fails[1].code)
+		assert.matches("bad_certificate", fails[1].msg, 1, true)
+		assert.equal(1, calls) -- a check function runs once per handshake
+	end)
+
+	it("refuses a client certificate a server's identities rule rejects, in the server's handshake", function()
+		local fails, seen = run(function()
+			local seen = {}
+			local port, failures = listen({ client_certificate = "require", cafile = P .. "ca.pem",
+				policy = tls.policy { client_certificate = "require", identities = { "someone.example.test" } } }, seen)
+			local conn = connect(port, { certificate = P .. "client-chain.pem", key = P .. "client.key" })
+			if conn then conn:send("hi\n") conn:receive("*l") end
+			wait_for(function() return #failures > 0 end)
+			return failures, seen
+		end)
+		assert.equal(1, #fails)
+		assert.equal("policy", fails[1].code)
+		assert.matches("identities", fails[1].msg, 1, true)
+		assert.is_nil(seen.info) -- the handler never ran
+	end)
+
+	it("runs the check function once and keeps its verdicts when the peer passes", function()
+		local verdicts, calls = run(function()
+			local port = listen()
+			local n = 0
+			local conn = assert(connect(port, { policy = tls.policy { check = function() n = n + 1 return true, "fine" end } }))
+			return conn:verdicts(), n
+		end)
+		assert.equal(1, calls)
+		assert.equal("pass", verdict(verdicts, "check").result)
+	end)
+end)
+
 describe("luatls.explain", function()
 	it("explains alert numbers and names, codes, and GnuTLS error names", function()
 		assert.matches("unknown_ca", tls.explain(48), 1, true)

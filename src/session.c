@@ -42,6 +42,10 @@ typedef struct {
 	int in_eof;
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
 	int hello_seen;
+	lua_State *hook_L; /* set while gnutls_handshake runs */
+	int has_hook, in_hook, hook_failed;
+	unsigned vstatus; /* what verification in the handshake found */
+	int vchecked;
 	Offers offers; /* servers: what the ClientHello offered (policy) */
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
@@ -51,6 +55,7 @@ typedef struct {
 
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 		      unsigned incoming, const gnutls_datum_t *msg);
+static int session_verify_cb(gnutls_session_t s);
 
 static Session *check_session(lua_State *L, int i)
 {
@@ -211,12 +216,6 @@ static int session_new(lua_State *L)
 		gnutls_handshake_set_hook_function(ss->s, GNUTLS_HANDSHAKE_CLIENT_HELLO,
 						   GNUTLS_HOOK_PRE, hello_hook);
 		gnutls_certificate_server_set_request(ss->s, c->client_auth);
-		if (c->client_auth != GNUTLS_CERT_IGNORE && verify) {
-			gnutls_typed_vdata_st purpose = {
-				GNUTLS_DT_KEY_PURPOSE_OID,
-				(unsigned char *)(uintptr_t)GNUTLS_KP_TLS_WWW_CLIENT, 0};
-			gnutls_session_set_verify_cert2(ss->s, &purpose, 1, 0);
-		}
 	} else {
 		ss->hostname = dupstring(hostname);
 		ss->server_name = dupstring(server_name);
@@ -231,9 +230,8 @@ static int session_new(lua_State *L)
 				return luaL_error(L, "invalid server_name: %s",
 						  gnutls_strerror(r));
 		}
-		if (verify)
-			gnutls_session_set_verify_cert(ss->s, ss->hostname, 0);
 	}
+	gnutls_session_set_verify_function(ss->s, session_verify_cb);
 
 	if (fd >= 0) {
 		gnutls_transport_set_int(ss->s, fd);
@@ -383,6 +381,95 @@ static int fail_alert(lua_State *L, Session *ss, const char *what)
 	return 3;
 }
 
+/* The number of an alert named "bad_certificate"-style, or -1. */
+static int alert_by_name(const char *name)
+{
+	int i;
+	for (i = 0; i < 256; i++) {
+		const char *n = gnutls_alert_get_strname((gnutls_alert_description_t)i);
+		if (n != NULL && strncmp(n, "GNUTLS_A_", 9) == 0 &&
+		    strcasecmp(n + 9, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* Runs the session's Lua hook, if any, while the handshake is on, so that
+ * a peer a policy refuses gets the alert in the handshake. The hook runs
+ * under lua_pcall on the stack of session_handshake, whose argument 1 is
+ * the session; it returns true, or false, message [, alert name]. */
+static int run_hook(Session *ss)
+{
+	lua_State *L;
+	int r;
+	if (!ss->has_hook || ss->hook_L == NULL)
+		return 0;
+	L = ss->hook_L;
+	if (!lua_checkstack(L, 8))
+		return -1;
+	lua_getuservalue(L, 1);
+	lua_getfield(L, -1, "hook");
+	lua_pushvalue(L, 1);
+	ss->in_hook = 1;
+	r = lua_pcall(L, 1, 3, 0);
+	ss->in_hook = 0;
+	if (r != 0) {
+		lua_pushfstring(L, "the policy check failed with an error: %s",
+				lua_tostring(L, -1));
+		lua_setfield(L, -3, "hook_error");
+		lua_pop(L, 2);
+		ss->hook_failed = 1;
+		return -1;
+	}
+	if (lua_toboolean(L, -3)) {
+		lua_pop(L, 4);
+		return 0;
+	}
+	if (!lua_isstring(L, -2)) {
+		lua_pushliteral(L, "refused by the policy check");
+		lua_replace(L, -3);
+	}
+	lua_setfield(L, -4, "hook_alert");
+	lua_setfield(L, -3, "hook_error");
+	lua_pop(L, 2);
+	ss->hook_failed = 1;
+	return -1;
+}
+
+/* The session's verify callback: checks the peer's chain as
+ * gnutls_session_set_verify_cert would (the name for clients, the client
+ * purpose for servers), keeps the status, then runs the Lua hook. */
+static int session_verify_cb(gnutls_session_t s)
+{
+	Session *ss = (Session *)gnutls_session_get_ptr(s);
+	if (ss == NULL)
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	if (gnutls_certificate_get_peers(s, NULL) == NULL)
+		return 0; /* none sent: GnuTLS enforces a required one itself */
+	if (ss->verify) {
+		gnutls_typed_vdata_st data;
+		unsigned n = 0, status = 0;
+		if (ss->server) {
+			data.type = GNUTLS_DT_KEY_PURPOSE_OID;
+			data.data = (unsigned char *)(uintptr_t)GNUTLS_KP_TLS_WWW_CLIENT;
+			data.size = 0;
+			n = 1;
+		} else if (ss->hostname != NULL) {
+			data.type = GNUTLS_DT_DNS_HOSTNAME;
+			data.data = (unsigned char *)ss->hostname;
+			data.size = 0;
+			n = 1;
+		}
+		if (gnutls_certificate_verify_peers(s, n ? &data : NULL, n, &status) < 0)
+			return GNUTLS_E_CERTIFICATE_ERROR;
+		ss->vstatus = status;
+		ss->vchecked = 1;
+		if (status != 0)
+			return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+	}
+	return run_hook(ss);
+}
+
 /* The alert that tells the peer why its certificate was refused (GnuTLS
  * itself would say bad_certificate for everything). */
 static gnutls_alert_description_t verify_alert(unsigned status)
@@ -411,9 +498,22 @@ static int handshake_failed(lua_State *L, Session *ss, int r)
 				   "handshake: %s", gnutls_strerror(
 				   GNUTLS_E_UNSUPPORTED_VERSION_PACKET));
 	}
+	if (ss->hook_failed) {
+		int alert;
+		lua_getuservalue(L, 1);
+		lua_getfield(L, -1, "hook_alert");
+		alert = lua_isstring(L, -1) ? alert_by_name(lua_tostring(L, -1)) : -1;
+		(void)gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
+					alert < 0 ? GNUTLS_A_BAD_CERTIFICATE
+						  : (gnutls_alert_description_t)alert);
+		lua_pushnil(L);
+		lua_getfield(L, -3, "hook_error");
+		lua_pushliteral(L, "policy");
+		return 3;
+	}
 	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 		(void)gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
-					verify_alert(gnutls_session_get_verify_cert_status(ss->s)));
+					verify_alert(ss->vstatus));
 		return luatls_fail_gnutls(L, r, "handshake");
 	}
 	if (r != GNUTLS_E_FATAL_ALERT_RECEIVED && r != GNUTLS_E_PUSH_ERROR &&
@@ -436,10 +536,12 @@ static int session_handshake(lua_State *L)
 	if (ss->state == S_FAILED)
 		return luatls_fail(L, "failed", "handshake: the session already failed");
 	luatls_resume_enter(L, &ss->rs);
+	ss->hook_L = L;
 	do {
 		r = gnutls_handshake(ss->s);
 	} while (r < 0 && r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED &&
 		 !gnutls_error_is_fatal(r) && ++tries < MAX_NONFATAL_RETRIES);
+	ss->hook_L = NULL;
 	luatls_resume_leave(&ss->rs);
 	if (r == 0) {
 		ss->state = S_OPEN;
@@ -639,9 +741,8 @@ static unsigned peer_status(Session *ss, int *checked)
 	*checked = 1;
 	/* a resumed session brings its peer's chain back unverified: check
 	 * it again below, against today's trust */
-	if (ss->verify && (!ss->server || ss->c->client_auth != GNUTLS_CERT_IGNORE) &&
-	    !gnutls_session_is_resumed(ss->s))
-		return gnutls_session_get_verify_cert_status(ss->s);
+	if (ss->verify && ss->vchecked && !gnutls_session_is_resumed(ss->s))
+		return ss->vstatus;
 	if (gnutls_certificate_verify_peers3(ss->s, ss->server ? NULL : ss->hostname,
 					     &status) < 0)
 		status = GNUTLS_CERT_INVALID;
@@ -656,8 +757,8 @@ static int session_verify_result(lua_State *L)
 	unsigned status;
 	gnutls_datum_t text;
 	status = peer_status(ss, &checked);
-	if (!checked && ss->state == S_FAILED && ss->verify && !ss->server)
-		status = gnutls_session_get_verify_cert_status(ss->s);
+	if (!checked && ss->vchecked)
+		status = ss->vstatus;
 	lua_createtable(L, 0, 5);
 	lua_pushinteger(L, status);
 	lua_setfield(L, -2, "status");
@@ -689,7 +790,7 @@ static int session_info(lua_State *L)
 	setfield_string(L, "role", ss->server ? "server" : "client");
 	lua_pushboolean(L, ss->state == S_OPEN);
 	lua_setfield(L, -2, "established");
-	if (ss->state != S_OPEN)
+	if (ss->state != S_OPEN && !ss->in_hook)
 		return 1;
 	setfield_string(L, "version",
 			gnutls_protocol_get_name(gnutls_protocol_get_version(s)));
@@ -764,6 +865,21 @@ static int session_versions(lua_State *L)
 	return 1;
 }
 
+/* sess:set_hook(fn | nil): fn(sess) runs in the handshake once the peer's
+ * certificate has passed verification; it returns true, or false,
+ * message [, alert name] to refuse the peer (code "policy"). It must not
+ * yield. */
+static int session_set_hook(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	if (!lua_isnil(L, 2))
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_settop(L, 2);
+	luatls_setref(L, 1, "hook");
+	ss->has_hook = !lua_isnil(L, 2);
+	return 0;
+}
+
 /* sess:client_certificate() -> requested, sent: whether the server asked
  * this client for a certificate, and whether it sent one */
 static int session_client_certificate(lua_State *L)
@@ -814,15 +930,7 @@ static int session_alert(lua_State *L)
 		if (gnutls_alert_get_strname((gnutls_alert_description_t)a) == NULL)
 			a = -1;
 	} else {
-		const char *name = luaL_checkstring(L, 2);
-		int i;
-		for (i = 0; i < 256 && a < 0; i++) {
-			const char *n = gnutls_alert_get_strname(
-				(gnutls_alert_description_t)i);
-			if (n != NULL && strncmp(n, "GNUTLS_A_", 9) == 0 &&
-			    strcasecmp(n + 9, name) == 0)
-				a = i;
-		}
+		a = alert_by_name(luaL_checkstring(L, 2));
 	}
 	if (a < 0)
 		return luaL_argerror(L, 2, "unknown alert");
@@ -900,6 +1008,7 @@ static const luaL_Reg session_methods[] = {
 	{"pending", session_pending},
 	{"recv", session_recv},
 	{"send", session_send},
+	{"set_hook", session_set_hook},
 	{"verify_result", session_verify_result},
 	{"versions", session_versions},
 	{NULL, NULL}

@@ -65,6 +65,7 @@ local code_advice = {
 -- Classifies a failed handshake: returns message, code.
 -- ctx: { role, host, port, peer, session }
 function M.handshake(message, code, ctx)
+	if code == "policy" then return message, code end -- already in words
 	local who = peer_label(ctx)
 	local sess = ctx.session
 	if code == "GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR" and sess then

@@ -256,6 +256,8 @@ function M.connect(opts)
 		role = "client", host = host, port = port, timeout = opts.timeout,
 		peer = peer_host and (peer_host .. ":" .. peer_port) or nil,
 	})
+	local hook = pol:handshake_hook(conn, "client", ctx)
+	if hook then sess:set_hook(hook) end
 	local ok, herr, hcode = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
 	ok, herr, hcode = pol:enforce(conn, "client", ctx, ok, herr, hcode)
 	if ok then ok, herr, hcode = resume:established(conn) end
@@ -313,6 +315,8 @@ local function serve(server, sock, addr, port, handler, holder)
 		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
 	})
 	holder.conn = conn
+	local hook = (opts.policy or policy.default):handshake_hook(conn, "server", server.ctx)
+	if hook then sess:set_hook(hook) end
 	local ok, err, code
 	if type(pol.early_data) == "table" then
 		ok, err, code = resumption.server_handshake(conn, opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, pol, server.ctx)

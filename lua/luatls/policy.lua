@@ -866,6 +866,8 @@ end
 
 local ORDER = { "version", "ciphers", "groups", "client_certificate", "pins", "issuers",
 	"identities", "min_key_bits", "expiry", "check" }
+-- The rules on the peer's certificates, which the handshake hook judges.
+local CERTIFICATE_RULES = { pins = true, issuers = true, identities = true, min_key_bits = true, check = true }
 
 -- Runs every rule: verdicts, and the failed ones.
 local function evaluate(self, f)
@@ -886,7 +888,16 @@ local function evaluate(self, f)
 		verdicts[#verdicts + 1] = v
 		if result == "fail" then failed[#failed + 1] = v end
 	end
-	for _, k in ipairs(ORDER) do checks[k](self, f, add) end
+	for _, k in ipairs(ORDER) do
+		if f.only and not f.only[k] then -- noop: another pass judges it
+		elseif f.judged and CERTIFICATE_RULES[k] then
+			for _, v in ipairs(f.judged) do
+				if v.rule == k or v.rule:match("^" .. k .. " %d+$") then add(v.rule, v.result, v.message, v.alert) end
+			end
+		else
+			checks[k](self, f, add)
+		end
+	end
 	return verdicts, failed
 end
 
@@ -1023,7 +1034,7 @@ end
 -- rule fails, sends the peer a fatal alert and returns nil, message,
 -- "policy". Given a failed handshake (err), rewords the failure when the
 -- policy's own rules caused it.
-function Policy:enforce(conn, role, ctx, ok, err, code)
+function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake)
 	if role ~= "client" and role ~= "server" then
 		error("bad argument #2 to 'enforce' (\"client\" or \"server\" expected)", 2)
 	end
@@ -1045,11 +1056,36 @@ function Policy:enforce(conn, role, ctx, ok, err, code)
 	end
 	if info.resumed and #chain == 0 then f.chain = nil end
 	if role == "server" then f.offered = function() return (offered_suites(sess)) end end
+	if in_handshake then
+		f.only = CERTIFICATE_RULES
+	elseif not is_session then
+		f.judged = conn.policy_hook_verdicts -- the hook's word on certificates
+	end
 	local verdicts, failed = evaluate(self, f)
 	if not is_session then conn.policy_verdicts = verdicts end
 	if #failed == 0 then return true, verdicts end
-	sess:alert(failed[1].alert or "handshake_failure")
-	return nil, refusal(failed), "policy", verdicts
+	local alert = failed[1].alert or "handshake_failure"
+	if not in_handshake then sess:alert(alert) end
+	return nil, refusal(failed), "policy", verdicts, alert
+end
+
+-- p:handshake_hook(conn, role [, ctx]) -> a function for sess:set_hook, or
+-- nil when no rule looks at certificates. The hook judges the certificate
+-- rules inside the handshake, once the peer's certificate has passed
+-- verification, so a refused peer gets its alert in the handshake instead
+-- of after it; the check after the handshake reuses those verdicts (a check
+-- function runs once).
+function Policy:handshake_hook(conn, role, ctx)
+	if #self.pin_sets == 0 and #self.issuer_sets == 0 and #self.identity_sets == 0 and
+		not self.min_key_bits and #self.checks == 0 then
+		return nil
+	end
+	return function()
+		local ok, res, _, _, alert = self:enforce(conn, role, ctx, nil, nil, nil, true)
+		if not ok then return false, res, alert end
+		conn.policy_hook_verdicts = res -- the verdicts
+		return true
+	end
 end
 
 Policy.__tostring = function(self)
