@@ -1034,7 +1034,22 @@ end
 -- rule fails, sends the peer a fatal alert and returns nil, message,
 -- "policy". Given a failed handshake (err), rewords the failure when the
 -- policy's own rules caused it.
-function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake)
+-- Whether GnuTLS enforces every rule of the policy by itself (versions and
+-- the default suites and groups, through the priority string): then no
+-- connection needs judging in Lua, and verdicts are made only when asked.
+local function enforced_by_gnutls(self)
+	local v = self.by_gnutls
+	if v == nil then
+		v = not self.ciphers and not self.groups and not self.min_key_bits and
+			not self.expiry_warning_days and not self.client_certificate and
+			#self.pin_sets == 0 and #self.issuer_sets == 0 and
+			#self.identity_sets == 0 and #self.checks == 0
+		self.by_gnutls = v
+	end
+	return v
+end
+
+function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake, now)
 	if role ~= "client" and role ~= "server" then
 		error("bad argument #2 to 'enforce' (\"client\" or \"server\" expected)", 2)
 	end
@@ -1042,6 +1057,10 @@ function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake)
 	local sess = is_session and conn or conn:session()
 	if err ~= nil then
 		return nil, handshake_refusal(self, is_session and {} or conn, sess, role, err, code)
+	end
+	if not is_session and not in_handshake and not now and enforced_by_gnutls(self) then
+		conn.policy_later = { self, role, ctx } -- see Stream:verdicts()
+		return true
 	end
 	local info = sess:info()
 	local chain = sess:peer_certificates()

@@ -256,12 +256,20 @@ function Stream:info()
 	return info
 end
 
--- The policy's verdicts on this connection, one per rule checked after
--- the handshake: { { rule, result = "pass"|"fail"|"warning"|"skip",
--- message }, ... } (see docs/policy.md). Still readable after close.
+-- The policy's verdicts on this connection, one per rule checked:
+-- { { rule, result = "pass"|"fail"|"warning"|"skip", message }, ... } (see
+-- docs/policy.md). Readable after close, except for a policy GnuTLS
+-- enforces entirely (no rule beyond versions): its verdicts are only made
+-- when asked for on an open connection.
 function Stream:verdicts()
 	if getmetatable(self) ~= Stream then
 		error("bad argument #1 to 'verdicts' (luatls.Connection expected)", 2)
+	end
+	local later = self.policy_later
+	if later and not self.closed then
+		-- a policy GnuTLS enforced entirely: its verdicts, made on demand
+		self.policy_later = nil
+		later[1]:enforce(self, later[2], later[3], nil, nil, nil, false, true)
 	end
 	local out = {}
 	for i, v in ipairs(self.policy_verdicts or {}) do
