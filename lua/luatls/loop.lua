@@ -56,7 +56,7 @@ function M.new(options)
 		heap = {},         -- deadlines
 		waiting = {},      -- co -> wait sequence number, while it waits
 		seq = 0,
-		queue = {}, qhead = 1, qtail = 0, -- coroutines ready to run
+		queue = {}, values = {}, args = {}, qhead = 1, qtail = 0, -- ready to run
 		fired = {},
 		live = 0,          -- coroutines spawned and not finished
 		handlers = {},     -- co -> error handler
@@ -120,10 +120,17 @@ function Scheduler:now()
 	return self.ev:now()
 end
 
-local function enqueue(self, co, ...)
+-- The run queue holds a coroutine and the one value it is resumed with
+-- (a wake reason) in two arrays, so that a wake allocates nothing; spawn's
+-- arguments travel packed in a table marked by ARGS.
+local ARGS = {}
+
+local function enqueue(self, co, value, args)
 	local t = self.qtail + 1
 	self.qtail = t
-	self.queue[t] = { co, select("#", ...), ... }
+	self.queue[t] = co
+	self.values[t] = args and ARGS or value
+	if args then self.args[t] = args end
 end
 
 local function check_waitable(level)
@@ -206,12 +213,13 @@ function Scheduler:spawn(fn, on_error, ...)
 	local co = coroutine.create(fn)
 	self.live = self.live + 1
 	if on_error then self.handlers[co] = on_error end
-	enqueue(self, co, ...)
+	enqueue(self, co, nil, { n = select("#", ...), ... })
 	return co
 end
 
-local function resume(self, co, n, ...)
+local function resume(self, co, ...)
 	local ok, res = coroutine.resume(co, ...)
+	if ok and res == WAIT then return end -- the usual case: waiting again
 	if coroutine.status(co) == "dead" then
 		self.live = self.live - 1
 		local handler = self.handlers[co]
@@ -225,7 +233,7 @@ local function resume(self, co, n, ...)
 				error(msg, 0)
 			end
 		end
-	elseif res ~= WAIT then
+	else
 		-- a plain coroutine.yield(): run again on the next turn
 		enqueue(self, co)
 	end
@@ -234,12 +242,19 @@ end
 local function run_queue(self)
 	-- only what is queued now: coroutines queued meanwhile wait a turn
 	local last = self.qtail
+	local queue, values = self.queue, self.values
 	while self.qhead <= last do
 		local h = self.qhead
-		local e = self.queue[h]
-		self.queue[h] = nil
+		local co, value = queue[h], values[h]
+		queue[h], values[h] = nil, nil
 		self.qhead = h + 1
-		resume(self, e[1], e[2], unpack(e, 3, e[2] + 2))
+		if value == ARGS then
+			local args = self.args[h]
+			self.args[h] = nil
+			resume(self, co, unpack(args, 1, args.n))
+		else
+			resume(self, co, value)
+		end
 	end
 end
 
@@ -349,7 +364,7 @@ function Scheduler:finish_stop()
 	self.stopping = false
 	self.live = 0
 	self.waiting, self.heap, self.handlers = {}, {}, {}
-	self.queue, self.qhead, self.qtail = {}, 1, 0
+	self.queue, self.values, self.args, self.qhead, self.qtail = {}, {}, {}, 1, 0
 end
 
 function Scheduler:at_stop(fn)

@@ -4,7 +4,7 @@ local errors = require "luatls.errors"
 
 local setmetatable, type, error, tostring, concat, min =
 	setmetatable, type, error, tostring, table.concat, math.min
-local find, sub = string.find, string.sub
+local byte, find, sub = string.byte, string.find, string.sub
 
 local M = {}
 local Stream = {}
@@ -94,7 +94,7 @@ local function fill(self, deadline)
 	while true do
 		local data, err, code = self.sess:recv()
 		if data then
-			self.buf = self.buf .. data
+			self.buf = self.buf == "" and data or self.buf .. data
 			if self.after_recv then self:after_recv() end -- a TLS 1.3 ticket may have come
 			return true
 		end
@@ -139,10 +139,15 @@ function Stream:receive(pattern, prefix)
 	elseif pattern == "*l" or pattern == "l" then
 		local from = 1
 		while true do
-			local nl = find(self.buf, "\n", from, true)
+			local buf = self.buf
+			local nl = find(buf, "\n", from, true)
 			if nl then
-				local line = take(self, nl)
-				return prefix .. (line:gsub("\r?\n$", ""))
+				-- one new string in the usual case of a line per record
+				local last = nl - 1
+				if last > 0 and byte(buf, last) == 13 then last = last - 1 end
+				local line = sub(buf, 1, last)
+				self.buf = nl == #buf and "" or sub(buf, nl + 1)
+				return prefix == "" and line or prefix .. line
 			end
 			from = #self.buf + 1
 			local ok, err, code = fill(self, deadline)
