@@ -9,7 +9,24 @@ local function first_lua_block(text)
 	return text:match("```lua\n(.-)\n```")
 end
 
+local function lua_block_with(text, opening)
+	for block in text:gmatch("```lua\n(.-)\n```") do
+		if block:find(opening, 1, true) == 1 then return block end
+	end
+end
+
 describe("README.md", function()
+	it("shows a certificates example that runs: a private CA, a certificate, verification", function()
+		local code = assert(lua_block_with(H.readfile("README.md"), 'local x509 = require "luatls.x509"'))
+		local script = H.tmpdir() .. "/x509.lua"
+		H.writefile(script, code)
+		local out = H.capture(interpreter .. " '" .. script .. "' 2>&1; echo rc=$?")
+		assert.matches("rc=0\n$", out)
+		assert.matches("^CN=localhost\tCN=Example CA\t365\tsha256/", out)
+		assert.matches("\ntrue\tfalse\n", out)
+		assert.matches("is for localhost, 127.0.0.1, not for www.example.test", out, 1, true)
+	end)
+
 	it("opens with a server and client example that runs and prints what was negotiated", function()
 		local P = H.pki()
 		local code = assert(first_lua_block(H.readfile("README.md")))
