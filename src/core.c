@@ -62,8 +62,15 @@ int luatls_fail_errno(lua_State *L, int err, const char *what)
 
 int luatls_wouldblock(lua_State *L, int writing)
 {
-	return writing ? luatls_fail(L, "wantwrite", "would block (write)")
-		       : luatls_fail(L, "wantread", "would block (read)");
+	lua_pushnil(L);
+	if (writing) {
+		lua_pushliteral(L, "would block (write)");
+		lua_pushliteral(L, "wantwrite");
+	} else {
+		lua_pushliteral(L, "would block (read)");
+		lua_pushliteral(L, "wantread");
+	}
+	return 3;
 }
 
 void *luatls_newobject(lua_State *L, size_t size, const char *mt)

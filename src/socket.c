@@ -1,5 +1,6 @@
 /* luatls.Socket: a non-blocking TCP socket, just enough to carry TLS:
  * resolve, connect, listen, accept, raw send/recv, addresses. */
+#define _GNU_SOURCE /* accept4, SOCK_NONBLOCK: one call instead of three */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,12 +29,29 @@ static Socket *check_socket(lua_State *L, int i)
 	return so;
 }
 
+#ifndef SOCK_NONBLOCK
 static int set_nonblocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
 	return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+#endif
+
+/* A new non-blocking, close-on-exec TCP socket. */
+static int open_fd(int family)
+{
+#ifdef SOCK_NONBLOCK
+	return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+	int fd = socket(family, SOCK_STREAM, 0);
+	if (fd >= 0 && set_nonblocking(fd) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+#endif
 }
 
 static void set_nodelay(int fd)
@@ -134,8 +152,8 @@ static Socket *open_socket(lua_State *L, const char *host, int port,
 	if (*len == 0)
 		luaL_argerror(L, 1, "not a numeric IP address");
 	so = new_socket(L);
-	so->fd = socket(sa->ss_family, SOCK_STREAM, 0);
-	if (so->fd < 0 || set_nonblocking(so->fd) < 0) {
+	so->fd = open_fd(sa->ss_family);
+	if (so->fd < 0) {
 		luatls_fail_errno(L, errno, "socket");
 		return NULL;
 	}
@@ -205,17 +223,24 @@ static int socket_accept(lua_State *L)
 	Socket *so = check_socket(L, 1), *client;
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof sa;
-	int fd = accept(so->fd, (struct sockaddr *)&sa, &len);
+	int fd;
+	client = new_socket(L); /* first, so that an error cannot leak the fd */
+#ifdef SOCK_NONBLOCK
+	fd = accept4(so->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+	fd = accept(so->fd, (struct sockaddr *)&sa, &len);
+#endif
 	if (fd < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
 		    errno == ECONNABORTED)
 			return luatls_wouldblock(L, 0);
 		return luatls_fail_errno(L, errno, "accept");
 	}
-	client = new_socket(L);
 	client->fd = fd;
+#ifndef SOCK_NONBLOCK
 	if (set_nonblocking(fd) < 0)
 		return luatls_fail_errno(L, errno, "accept");
+#endif
 	set_nodelay(fd);
 	push_address(L, &sa);
 	return 3;
