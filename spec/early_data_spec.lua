@@ -49,10 +49,9 @@ local function listen(opts, conns)
 end
 
 local function connect(port, opts)
-	local o = { host = "localhost", address = "127.0.0.1", port = port, cafile = P .. "ca.pem",
-		timeout = 3, handshake_timeout = 5, connect_timeout = 5 }
+	local o = { timeout = 3 }
 	for k, v in pairs(opts or {}) do o[k] = v end
-	return tls.connect(o)
+	return H.connect(port, o)
 end
 
 -- A first connection that leaves a ticket in the loop's cache.

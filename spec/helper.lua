@@ -195,6 +195,15 @@ function H.run(fn, timeout)
 	return (table.unpack or unpack)(result, 1, result.n)
 end
 
+-- tls.connect to localhost (dialled as 127.0.0.1) trusting the test CA,
+-- with short timeouts; opts add to or override these.
+function H.connect(port, opts)
+	local o = { host = "localhost", address = "127.0.0.1", port = port, cafile = H.pki() .. "ca.pem",
+		timeout = 5, handshake_timeout = 5, connect_timeout = 5 }
+	for k, v in pairs(opts or {}) do o[k] = v end
+	return tls.connect(o)
+end
+
 -- Runs fn and returns its error message (for specs of what must raise).
 function H.error_of(fn, ...)
 	local ok, err = pcall(fn, ...)

@@ -68,13 +68,7 @@ end
 
 -- luatls ----------------------------------------------------------------------
 
--- tls.connect to localhost (dialled as 127.0.0.1) trusting the test CA.
-local function connect(port, opts)
-	local o = { host = "localhost", address = "127.0.0.1", port = port, cafile = P .. "ca.pem",
-		timeout = 5, handshake_timeout = 5, connect_timeout = 5 }
-	for k, v in pairs(opts or {}) do o[k] = v end
-	return tls.connect(o)
-end
+local connect = H.connect
 
 -- A luatls server with the test server certificate; handshake failures are
 -- recorded in server.failures as { message, code }.

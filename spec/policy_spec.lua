@@ -55,12 +55,7 @@ local function listen(opts, seen)
 	return port, failures, seen
 end
 
-local function connect(port, opts)
-	local o = { host = "localhost", address = "127.0.0.1", port = port, cafile = P .. "ca.pem",
-		timeout = 5, handshake_timeout = 5, connect_timeout = 5 }
-	for k, v in pairs(opts or {}) do o[k] = v end
-	return tls.connect(o)
-end
+local connect = H.connect
 
 -- Polls (inside H.run) until pred() is true or timeout seconds pass.
 local function wait_for(pred, timeout)

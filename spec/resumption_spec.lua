@@ -35,12 +35,7 @@ local function listen(opts, handler)
 	return srv, port
 end
 
-local function connect(port, opts)
-	local o = { host = "localhost", address = "127.0.0.1", port = port, cafile = P .. "ca.pem",
-		timeout = 5, handshake_timeout = 5, connect_timeout = 5 }
-	for k, v in pairs(opts or {}) do o[k] = v end
-	return tls.connect(o)
-end
+local connect = H.connect
 
 -- One exchange: a line out, the answer back (which also reads the TLS 1.3
 -- ticket); returns the answer and info().
