@@ -126,7 +126,8 @@ describe("luatls.Context", function()
 	it("can be closed twice", function()
 		local ctx = server_context()
 		ctx:close()
-		ctx:close()
+		assert.has_no.errors(function() ctx:close() end)
+		assert.matches("luatls.Context (closed)", tostring(ctx), 1, true)
 	end)
 
 	it("raises 'context is closed' for a method after close", function()
@@ -202,9 +203,15 @@ describe("luatls.Context", function()
 			else
 				c:close() cctx:close() s:close() sctx:close()
 			end
+			assert.matches("closed", tostring(c), 1, true)
+			assert.matches("closed", tostring(cctx), 1, true)
 		end
 		collectgarbage("collect")
 		collectgarbage("collect")
+		-- the credentials are all gone and new ones work as before
+		local c, s = client_session(client_context()), core.session(server_context())
+		handshake(c, s)
+		assert.is_true(c:info().established)
 	end)
 
 	it("has __close and __gc metamethods", function()
@@ -288,7 +295,8 @@ describe("luatls.Certificate", function()
 	it("can be closed twice", function()
 		local cert = core.certificate(pem)
 		cert:close()
-		cert:close()
+		assert.has_no.errors(function() cert:close() end)
+		assert.matches("luatls.Certificate (closed)", tostring(cert), 1, true)
 	end)
 
 	it("raises 'certificate is closed' for a method after close", function()

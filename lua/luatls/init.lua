@@ -307,15 +307,16 @@ local function report(msg)
 end
 
 -- Serves one accepted socket: handshake, then the user's handler.
-local function serve(server, sock, addr, port, handler, holder)
+local function serve(server, sock, addr, port, handler)
 	local opts = server.opts
 	local pol = opts.policy or policy.default
 	local sess = core.session(server.ctx, resumption.server_options(server.ctx, opts, pol, { fd = sock:fd() }))
 	local conn = stream.new(server.sched, sock, sess, {
 		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
 	})
-	holder.conn = conn
-	local hook = (opts.policy or policy.default):handshake_hook(conn, "server", server.ctx)
+	local co = coroutine.running()
+	server.conns[co] = conn -- for the error handler, should the handler fail
+	local hook = pol:handshake_hook(conn, "server", server.ctx)
 	if hook then sess:set_hook(hook) end
 	local ok, err, code
 	if type(pol.early_data) == "table" then
@@ -323,14 +324,16 @@ local function serve(server, sock, addr, port, handler, holder)
 	else
 		ok, err, code = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
 	end
-	ok, err, code = (opts.policy or policy.default):enforce(conn, "server", server.ctx, ok, err, code)
+	ok, err, code = pol:enforce(conn, "server", server.ctx, ok, err, code)
 	if not ok then
+		server.conns[co] = nil
 		conn:abort()
 		server.handshake_failures = server.handshake_failures + 1
 		if opts.on_handshake_error then opts.on_handshake_error(err, code, addr .. ":" .. port) end
 		return
 	end
 	handler(conn)
+	server.conns[co] = nil
 	if not conn.closed then conn:close() end
 end
 
@@ -372,17 +375,22 @@ function M.listen(opts, handler)
 	end
 	s:at_stop(function() server:close() end)
 
+	-- one error handler for every connection of this server: it closes the
+	-- connection whose handler failed, then reports
 	local on_error = opts.on_error or report
+	server.conns = setmetatable({}, { __mode = "k" })
+	local function failed(msg, co)
+		local conn = server.conns[co]
+		server.conns[co] = nil
+		if conn then conn:abort() end
+		on_error(msg)
+	end
 	s:spawn(function()
 		while not server.closed do
 			local sock, addr, cport = lsock:accept()
 			if sock then
 				server.accepted = server.accepted + 1
-				local holder = {}
-				s:spawn(serve, function(msg)
-					if holder.conn then holder.conn:abort() end
-					on_error(msg)
-				end, server, sock, addr, cport, handler, holder)
+				s:spawn(serve, failed, server, sock, addr, cport, handler)
 			elseif cport == "wantread" then
 				s:wait_io(server.rec, "r", nil)
 			elseif not server.closed then

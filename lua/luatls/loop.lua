@@ -204,7 +204,7 @@ function Scheduler:wake(co, why)
 	end
 end
 
--- Starts fn(...) in a new coroutine. on_error(err_with_traceback), if
+-- Starts fn(...) in a new coroutine. on_error(err_with_traceback, co), if
 -- given, handles its failure; otherwise run() raises it.
 function Scheduler:spawn(fn, on_error, ...)
 	if type(fn) ~= "function" then
@@ -227,7 +227,7 @@ local function resume(self, co, ...)
 		if not ok then
 			local msg = traceback(co, tostring(res))
 			if handler then
-				local hok, herr = pcall(handler, msg)
+				local hok, herr = pcall(handler, msg, co)
 				if not hok then error(herr, 0) end
 			else
 				error(msg, 0)
