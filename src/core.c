@@ -73,20 +73,49 @@ int luatls_wouldblock(lua_State *L, int writing)
 	return 3;
 }
 
+/* An object's references (the Lua values it keeps alive) live in a table
+ * in its uservalue, made on the first luatls_setref: most objects keep
+ * none, and an idle connection should not pay for three empty tables.
+ * Lua 5.1 gives every userdata an environment table; the shared, never
+ * written NOREFS_KEY table stands for "none yet" there. */
+#define NOREFS_KEY "luatls.norefs"
+
 void *luatls_newobject(lua_State *L, size_t size, const char *mt)
 {
 	void *p = luatls_newuserdata(L, size);
 	memset(p, 0, size);
 	luaL_setmetatable(L, mt);
-	lua_newtable(L);
+#if LUA_VERSION_NUM < 502
+	lua_getfield(L, LUA_REGISTRYINDEX, NOREFS_KEY);
 	lua_setuservalue(L, -2);
+#endif
 	return p;
+}
+
+void luatls_refs(lua_State *L, int obj)
+{
+	int none;
+	obj = lua_absindex(L, obj);
+	lua_getuservalue(L, obj);
+#if LUA_VERSION_NUM < 502
+	lua_getfield(L, LUA_REGISTRYINDEX, NOREFS_KEY);
+	none = lua_rawequal(L, -1, -2);
+	lua_pop(L, 1);
+#else
+	none = !lua_istable(L, -1);
+#endif
+	if (none) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setuservalue(L, obj);
+	}
 }
 
 void luatls_setref(lua_State *L, int obj, const char *key)
 {
 	obj = lua_absindex(L, obj);
-	lua_getuservalue(L, obj);
+	luatls_refs(L, obj);
 	lua_insert(L, -2);
 	lua_setfield(L, -2, key);
 	lua_pop(L, 1);
@@ -260,6 +289,10 @@ LUATLS_EXPORT int luaopen_luatls_core(lua_State *L)
 	if (gnutls_check_version("3.7.0") == NULL)
 		return luaL_error(L, "luatls needs GnuTLS 3.7 or later, found %s",
 				  gnutls_check_version(NULL));
+#if LUA_VERSION_NUM < 502
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, NOREFS_KEY);
+#endif
 	luaL_newlib(L, core_functions);
 	luatls_open_context(L);
 	luatls_open_session(L);

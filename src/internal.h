@@ -43,11 +43,14 @@ int luatls_priority_init(lua_State *L, const char *s, gnutls_priority_t *p);
 /* nil, "would block (read|write)", "wantread"|"wantwrite" */
 int luatls_wouldblock(lua_State *L, int writing);
 
-/* Creates a zeroed userdata of the given metatable with an empty
- * uservalue table: [-0, +1] */
+/* Creates a zeroed userdata of the given metatable, with no references
+ * yet: [-0, +1] */
 void *luatls_newobject(lua_State *L, size_t size, const char *mt);
-/* Stores the value at the top under key in the uservalue of the object at
- * index obj: [-1, +0] */
+/* Pushes the table of references of the object at index obj (its
+ * uservalue), making it if it has none: [-0, +1] */
+void luatls_refs(lua_State *L, int obj);
+/* Stores the value at the top under key in the references of the object
+ * at index obj: [-1, +0] */
 void luatls_setref(lua_State *L, int obj, const char *key);
 /* Registers a metatable with __index = methods and the given metamethods. */
 void luatls_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

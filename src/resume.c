@@ -38,7 +38,7 @@ static int store_protected(lua_State *L)
 {
 	StoreCall *sc = (StoreCall *)lua_touserdata(L, 2);
 	int nargs = 1;
-	lua_getuservalue(L, 1);
+	luatls_refs(L, 1);
 	lua_getfield(L, -1, sc->store);
 	if (lua_isnil(L, -1))
 		return luaL_error(L, "no %s store", sc->store);

@@ -195,10 +195,8 @@ static int session_new(lua_State *L)
 		return luaL_error(L, "cannot create session: %s",
 				  gnutls_strerror(r));
 	}
-	ss->c = c;
+	ss->c = c; /* its own reference: the Context may be collected first */
 	luatls_ctx_ref(c);
-	lua_pushvalue(L, 1);
-	luatls_setref(L, -2, "context");
 
 	r = gnutls_credentials_set(ss->s, GNUTLS_CRD_CERTIFICATE, c->cred);
 	if (r == 0)
@@ -407,7 +405,7 @@ static int run_hook(Session *ss)
 	L = ss->hook_L;
 	if (!lua_checkstack(L, 8))
 		return -1;
-	lua_getuservalue(L, 1);
+	luatls_refs(L, 1);
 	lua_getfield(L, -1, "hook");
 	lua_pushvalue(L, 1);
 	ss->in_hook = 1;
@@ -500,7 +498,7 @@ static int handshake_failed(lua_State *L, Session *ss, int r)
 	}
 	if (ss->hook_failed) {
 		int alert;
-		lua_getuservalue(L, 1);
+		luatls_refs(L, 1);
 		lua_getfield(L, -1, "hook_alert");
 		alert = lua_isstring(L, -1) ? alert_by_name(lua_tostring(L, -1)) : -1;
 		(void)gnutls_alert_send(ss->s, GNUTLS_AL_FATAL,
