@@ -80,6 +80,51 @@ describe("luatls.Loop", function()
 		lp:close()
 	end)
 
+	it("reports an io watcher whose deadline passes first as -id, and disarms it", function()
+		local lp = core.loop { new = true }
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local w = lp:io(7, lsock:fd(), "r")
+		w:start(0.05)
+		assert.is_true(w:active())
+		local out = {}
+		local n = 0
+		for _ = 1, 50 do
+			n = lp:step(0.1, out)
+			if n > 0 then break end
+		end
+		assert.equal(1, n)
+		assert.equal(-7, out[1])
+		assert.is_false(w:active())
+		w:close()
+		lsock:close()
+		lp:close()
+	end)
+
+	it("reports an io watcher ready before its deadline once, as id", function()
+		local lp = core.loop { new = true }
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local _, port = lsock:local_address()
+		local w = lp:io(3, lsock:fd(), "r")
+		w:start(0.2)
+		local sock = assert(core.tcp_connect("127.0.0.1", port))
+		local out = {}
+		assert.equal(1, lp:step(2, out))
+		assert.equal(3, out[1])
+		-- the deadline went with it: nothing fires after it would have passed
+		assert.equal(0, lp:step(0.3, out))
+		w:close()
+		sock:close()
+		lsock:close()
+		lp:close()
+	end)
+
+	it("refuses watcher ids that are not positive", function()
+		local lp = core.loop { new = true }
+		assert.has_error(function() lp:io(0, 0, "r") end, "bad argument #1 to 'io' (watcher ids are positive integers)")
+		assert.has_error(function() lp:timer(-3) end, "bad argument #1 to 'timer' (watcher ids are positive integers)")
+		lp:close()
+	end)
+
 	it("reports a signal watcher when the signal arrives", function()
 		local lp = core.loop()
 		local w = lp:signal(9, core.signals.SIGHUP)
@@ -290,5 +335,49 @@ describe("the scheduler", function()
 		tls.run()
 		loop.reset()
 		assert.equal(3, done)
+	end)
+
+	it("runs the next spawn in a coroutine that has finished, with its own arguments", function()
+		loop.reset()
+		local seen = {}
+		local function job(i, ...)
+			tls.sleep(0)
+			seen[i] = { co = coroutine.running(), n = select("#", ...), ... }
+		end
+		local first = tls.spawn(job, 1, "a", nil)
+		tls.run()
+		local second = tls.spawn(job, 2, nil, nil, "b")
+		tls.run()
+		loop.reset()
+		assert.equal(first, second)
+		assert.equal(first, seen[1].co)
+		assert.same({ co = first, n = 2, "a" }, seen[1])
+		assert.same({ co = first, n = 3, nil, nil, "b" }, seen[2])
+		assert.equal("suspended", coroutine.status(first))
+	end)
+
+	it("does not reuse a coroutine whose function failed, and still reports the failure", function()
+		loop.reset()
+		local reported
+		local s = loop.default()
+		local failed = s:spawn(function() error("first job fails") end, function(msg) reported = msg end)
+		tls.run()
+		local next_co = tls.spawn(function() end)
+		tls.run()
+		loop.reset()
+		assert.matches("first job fails", reported, 1, true)
+		assert.equal("dead", coroutine.status(failed))
+		assert.not_equal(failed, next_co)
+	end)
+
+	it("does not hand a waiting coroutine to another spawn", function()
+		local result = H.run(function()
+			local a_done = false
+			local a = tls.spawn(function() tls.sleep(0.05) a_done = true end)
+			local b = tls.spawn(function() end)
+			tls.sleep(0.1)
+			return { a ~= b, a_done }
+		end)
+		assert.same({ true, true }, result)
 	end)
 end)

@@ -1,6 +1,11 @@
 /* luatls.Loop and luatls.Watcher: the libev reactor. libev callbacks only
  * record which watchers fired; loop:step() hands their ids to Lua, and Lua
- * decides what to resume. No Lua runs inside ev_run. */
+ * decides what to resume. No Lua runs inside ev_run.
+ *
+ * An io watcher carries its own deadline: w:start(seconds) arms a timer in
+ * the same object, and when the deadline passes first the watcher is
+ * reported as -id instead of id. A wait with a timeout is one object and
+ * two C calls (start, and stop if it timed out). */
 #include <signal.h>
 #include <stdlib.h>
 
@@ -37,6 +42,7 @@ typedef struct {
 		ev_signal sig;
 		ev_watcher any;
 	} w;
+	ev_timer deadline; /* io watchers: armed by start(seconds) */
 } Watcher;
 
 static void loopcore_unref(LoopCore *lc)
@@ -72,7 +78,16 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	Watcher *wa = (Watcher *)w->data;
 	(void)revents;
 	ev_io_stop(loop, w);
+	ev_timer_stop(loop, &wa->deadline);
 	mark_ready(wa->lc, wa->id);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	Watcher *wa = (Watcher *)w->data;
+	(void)revents;
+	ev_io_stop(loop, &wa->w.io);
+	mark_ready(wa->lc, -wa->id);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -149,9 +164,13 @@ static int loop_new(lua_State *L)
 
 static Watcher *new_watcher(lua_State *L, LoopCore *lc, int kind)
 {
-	Watcher *wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
+	lua_Integer id = luaL_checkinteger(L, 2);
+	Watcher *wa;
+	if (id <= 0)
+		luaL_argerror(L, 2, "watcher ids are positive integers");
+	wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
 	wa->kind = kind;
-	wa->id = luaL_checkinteger(L, 2);
+	wa->id = id;
 	wa->lc = lc;
 	lc->refs++;
 	return wa;
@@ -172,6 +191,8 @@ static int loop_io(lua_State *L)
 	Watcher *wa = new_watcher(L, lc, W_IO);
 	ev_io_init(&wa->w.io, io_cb, fd, ev);
 	wa->w.io.data = wa;
+	ev_timer_init(&wa->deadline, deadline_cb, 0., 0.);
+	wa->deadline.data = wa;
 	return 1;
 }
 
@@ -198,7 +219,7 @@ static int loop_signal(lua_State *L)
 
 /* loop:step(timeout, ready) -> n: waits for events at most timeout seconds
  * (nil: until one arrives, 0: poll), stores the ids of the watchers that
- * fired in ready[1..n]. */
+ * fired in ready[1..n]: -id for an io watcher whose deadline passed. */
 static int loop_step(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
@@ -257,7 +278,8 @@ static int loop_tostring(lua_State *L)
 	return 1;
 }
 
-/* w:start([seconds]) arms the watcher; timers need the delay */
+/* w:start([seconds]) arms the watcher; timers need the delay, io
+ * watchers take an optional deadline (reported as -id) */
 static int watcher_start(lua_State *L)
 {
 	Watcher *wa = check_watcher(L, 1);
@@ -265,6 +287,11 @@ static int watcher_start(lua_State *L)
 	switch (wa->kind) {
 	case W_IO:
 		ev_io_start(loop, &wa->w.io);
+		ev_timer_stop(loop, &wa->deadline);
+		if (!lua_isnoneornil(L, 2)) {
+			ev_timer_set(&wa->deadline, luaL_checknumber(L, 2), 0.);
+			ev_timer_start(loop, &wa->deadline);
+		}
 		break;
 	case W_TIMER:
 		ev_timer_stop(loop, &wa->w.timer);
@@ -284,6 +311,7 @@ static void watcher_stop_(Watcher *wa)
 	switch (wa->kind) {
 	case W_IO:
 		ev_io_stop(loop, &wa->w.io);
+		ev_timer_stop(loop, &wa->deadline);
 		break;
 	case W_TIMER:
 		ev_timer_stop(loop, &wa->w.timer);
@@ -309,6 +337,7 @@ static int watcher_set(lua_State *L)
 	if (wa->kind != W_IO)
 		return luaL_error(L, "set: not an io watcher");
 	ev_io_stop(wa->lc->loop, &wa->w.io);
+	ev_timer_stop(wa->lc->loop, &wa->deadline);
 	ev_io_set(&wa->w.io, fd, ev);
 	return 0;
 }

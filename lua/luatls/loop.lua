@@ -15,6 +15,9 @@ local Scheduler = {}
 Scheduler.__index = Scheduler
 
 local WAIT = setmetatable({}, { __tostring = function() return "luatls.wait" end })
+-- what a pooled coroutine yields when its function has returned
+local DONE = setmetatable({}, { __tostring = function() return "luatls.done" end })
+local POOL_MAX = 256
 
 -- A binary heap of { time, co, seq } ordered by time.
 local function heap_push(h, e)
@@ -58,6 +61,7 @@ function M.new(options)
 		seq = 0,
 		queue = {}, values = {}, args = {}, qhead = 1, qtail = 0, -- ready to run
 		fired = {},
+		pool = {},         -- finished coroutines, ready for the next spawn
 		live = 0,          -- coroutines spawned and not finished
 		handlers = {},     -- co -> error handler
 		on_stop = {},      -- functions called once by stop()
@@ -85,10 +89,6 @@ function Scheduler:close_watcher(rec)
 	rec.closed = true
 	rec.watcher:close()
 	self.by_id[rec.id] = nil
-	if rec.timer then
-		rec.timer:close()
-		self.by_id[rec.timer_id] = nil
-	end
 	if rec.co then
 		local co = rec.co
 		rec.co = nil
@@ -153,21 +153,15 @@ function Scheduler:wait_io(rec, dir, deadline)
 		rec.dir = dir
 	end
 	rec.co = co
-	rec.watcher:start()
 	if deadline then
-		-- a libev timer of the record's own: stopping it when the fd is
-		-- ready costs O(log n) in C and leaves nothing behind in Lua
-		if not rec.timer then
-			local trec = { owner = rec }
-			rec.timer_id = self:register(trec)
-			rec.timer = self.ev:timer(rec.timer_id)
-		end
+		-- the watcher's own libev timer: it fires as -id (see step)
 		local left = deadline - self:now()
-		rec.timer:start(left > 0 and left or 0)
+		rec.watcher:start(left > 0 and left or 0)
+	else
+		rec.watcher:start()
 	end
 	local why = self:suspend(co, nil)
 	rec.co = nil
-	if rec.timer and not rec.closed then rec.timer:stop() end
 	if why ~= "ready" then
 		if not rec.closed then rec.watcher:stop() end
 		return nil, why
@@ -204,22 +198,46 @@ function Scheduler:wake(co, why)
 	end
 end
 
--- Starts fn(...) in a new coroutine. on_error(err_with_traceback, co), if
+-- The body of every spawned coroutine: runs one function, then offers
+-- itself for the next spawn. A coroutine that has grown its stack for a
+-- connection keeps it for the next one instead of being made, grown and
+-- collected again; one whose function fails dies as usual.
+local function body(fn, ...)
+	fn(...)
+	return body(coroutine.yield(DONE))
+end
+
+-- Starts fn(...) in a coroutine. on_error(err_with_traceback, co), if
 -- given, handles its failure; otherwise run() raises it.
 function Scheduler:spawn(fn, on_error, ...)
 	if type(fn) ~= "function" then
 		error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 3)
 	end
-	local co = coroutine.create(fn)
+	local pool = self.pool
+	local n = #pool
+	local co
+	if n > 0 then
+		co = pool[n]
+		pool[n] = nil
+	else
+		co = coroutine.create(body)
+	end
 	self.live = self.live + 1
 	if on_error then self.handlers[co] = on_error end
-	enqueue(self, co, nil, { n = select("#", ...), ... })
+	enqueue(self, co, nil, { n = select("#", ...) + 1, fn, ... })
 	return co
 end
 
 local function resume(self, co, ...)
 	local ok, res = coroutine.resume(co, ...)
 	if ok and res == WAIT then return end -- the usual case: waiting again
+	if ok and res == DONE then
+		self.live = self.live - 1
+		self.handlers[co] = nil
+		local pool = self.pool
+		if #pool < POOL_MAX then pool[#pool + 1] = co end
+		return
+	end
 	if coroutine.status(co) == "dead" then
 		self.live = self.live - 1
 		local handler = self.handlers[co]
@@ -290,23 +308,18 @@ function Scheduler:step(max_wait)
 	end
 	local fired = self.fired
 	local n = self.ev:step(timeout, fired)
+	local by_id = self.by_id
 	for i = 1, n do
-		local rec = self.by_id[fired[i]]
+		local id = fired[i]
 		fired[i] = nil
+		local rec = by_id[id < 0 and -id or id] -- -id: an io wait's deadline
 		if rec then
 			if rec.fn then
 				rec.fn()
-			elseif rec.owner then -- the deadline of an io wait
-				local owner = rec.owner
-				if owner.co then
-					local co = owner.co
-					owner.co = nil
-					self:wake(co, "timeout")
-				end
 			elseif rec.co then
 				local co = rec.co
 				rec.co = nil
-				self:wake(co, "ready")
+				self:wake(co, id < 0 and "timeout" or "ready")
 			end
 		end
 	end
