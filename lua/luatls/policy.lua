@@ -1054,13 +1054,13 @@ function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake, now)
 		error("bad argument #2 to 'enforce' (\"client\" or \"server\" expected)", 2)
 	end
 	local is_session = type(conn) == "userdata"
+	if err == nil and not is_session and not in_handshake and not now and enforced_by_gnutls(self) then
+		conn.policy_later, conn.policy_ctx = self, ctx -- see Stream:verdicts()
+		return true
+	end
 	local sess = is_session and conn or conn:session()
 	if err ~= nil then
 		return nil, handshake_refusal(self, is_session and {} or conn, sess, role, err, code)
-	end
-	if not is_session and not in_handshake and not now and enforced_by_gnutls(self) then
-		conn.policy_later = { self, role, ctx } -- see Stream:verdicts()
-		return true
 	end
 	local info = sess:info()
 	local chain = sess:peer_certificates()

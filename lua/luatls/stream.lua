@@ -274,7 +274,7 @@ function Stream:verdicts()
 	if later and not self.closed then
 		-- a policy GnuTLS enforced entirely: its verdicts, made on demand
 		self.policy_later = nil
-		later[1]:enforce(self, later[2], later[3], nil, nil, nil, false, true)
+		later:enforce(self, self.role, self.policy_ctx, nil, nil, nil, false, true)
 	end
 	local out = {}
 	for i, v in ipairs(self.policy_verdicts or {}) do
