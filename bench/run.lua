@@ -103,8 +103,9 @@ local SERVERS = {
 		return ("%s/baseline -p %d -c %s -k %s%s"):format(BIN, port, q(crt.cert), q(crt.key),
 			tickets and " -T" or "")
 	end,
-	luatls = function(port, crt)
-		return ("%s %s/luatls_server.lua %d %s %s 900"):format(LUA, SRC, port, q(crt.cert), q(crt.key))
+	luatls = function(port, crt, tickets)
+		return ("%s %s/luatls_server.lua %d %s %s 900 %s"):format(LUA, SRC, port, q(crt.cert), q(crt.key),
+			tickets and "tickets" or "notickets")
 	end,
 	luasec = function(port, crt, tickets)
 		return ("lua5.4 %s/luasec_server.lua %d %s %s %s 900"):format(SRC, port, q(crt.cert), q(crt.key),
