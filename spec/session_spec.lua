@@ -120,16 +120,24 @@ describe("luatls.Session", function()
 		assert.equal("wantread", code)
 	end)
 
-	it("sends a large message in records of at most 16 KiB", function()
+	it("sends a large message with one call, in records of at most 16 KiB", function()
 		local c, s = pair()
 		local big = ("0123456789abcdef"):rep(4096) -- 64 KiB
-		local i, got = 1, {}
-		while i <= #big do
-			local n = assert(c:send(big, i))
-			assert.is_true(n > 0 and n <= 16384)
-			i = i + n
+		local got = {}
+		assert.equal(#big, c:send(big))
+		local wire = c:drain()
+		-- TLS records: type, version (2), length (2); application data
+		-- is 23 on the wire in TLS 1.3, at most 16 KiB + 256 each
+		local pos, records = 1, 0
+		while pos <= #wire do
+			local len = wire:byte(pos + 3) * 256 + wire:byte(pos + 4)
+			assert.equal(23, wire:byte(pos))
+			assert.is_true(len <= 16384 + 256)
+			records = records + 1
+			pos = pos + 5 + len
 		end
-		s:feed(c:drain())
+		assert.equal(4, records)
+		s:feed(wire)
 		while true do
 			local d, _, code = s:recv()
 			if not d then assert.is_true(blocked(code)) break end

@@ -38,6 +38,7 @@ typedef struct {
 	int server;
 	int verify;
 	int send_pending;
+	int send_error; /* a GnuTLS error a send met after sending some */
 	int refused_hello;
 	int in_eof;
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
@@ -616,13 +617,35 @@ static int session_recv(lua_State *L)
 	}
 }
 
-/* sess:send(data [, i]) -> bytes taken from data[i..] | nil, message, code.
- * Sends at most one record; after "would block" call again with the same
- * data and position. */
+/* Fails a send with GnuTLS error r, saying why the peer went away when it
+ * said so before closing. */
+static int send_failed(lua_State *L, Session *ss, int r)
+{
+	if (r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PREMATURE_TERMINATION) {
+		/* The peer may have said why before closing: read its alert. */
+		char tmp[512];
+		if (r == GNUTLS_E_PUSH_ERROR &&
+		    gnutls_record_recv(ss->s, tmp, sizeof tmp) ==
+		    GNUTLS_E_FATAL_ALERT_RECEIVED)
+			return fail_alert(L, ss, "send");
+		ss->state = S_FAILED;
+		return luatls_fail(L, "closed", "send: the peer closed the connection");
+	}
+	if (gnutls_error_is_fatal(r))
+		ss->state = S_FAILED;
+	return luatls_fail_gnutls(L, r, "send");
+}
+
+/* sess:send(data [, i]) -> bytes sent from position i on | nil, message,
+ * code. Sends records until the data is out or the transport would block,
+ * so that a large string costs one call, not one per 16 KiB record. Bytes
+ * sent before a would-block or an error are returned first; the error
+ * comes with the next call. After a would-block, call again with the same
+ * data and position: GnuTLS finishes the record it started. */
 static int session_send(lua_State *L)
 {
 	Session *ss = check_session(L, 1);
-	size_t len;
+	size_t len, done = 0;
 	const char *data = luaL_checklstring(L, 2, &len);
 	lua_Integer i = luaL_optinteger(L, 3, 1);
 	ssize_t r;
@@ -630,35 +653,37 @@ static int session_send(lua_State *L)
 		return 3;
 	if (i < 1 || (size_t)i > len + 1)
 		return luaL_argerror(L, 3, "position out of range");
+	if (ss->send_error != 0) {
+		r = ss->send_error;
+		ss->send_error = 0;
+		return send_failed(L, ss, (int)r);
+	}
 	data += i - 1;
 	len -= (size_t)(i - 1);
-	if (len > RECV_CHUNK)
-		len = RECV_CHUNK;
-	if (ss->send_pending)
-		r = gnutls_record_send(ss->s, NULL, 0);
-	else
-		r = gnutls_record_send(ss->s, data, len);
-	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-		ss->send_pending = 1;
+	do {
+		size_t n = len - done < RECV_CHUNK ? len - done : RECV_CHUNK;
+		if (ss->send_pending)
+			r = gnutls_record_send(ss->s, NULL, 0);
+		else
+			r = gnutls_record_send(ss->s, data + done, n);
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+			ss->send_pending = 1;
+			break;
+		}
+		ss->send_pending = 0;
+		if (r <= 0)
+			break;
+		done += (size_t)r;
+	} while (done < len);
+	if (done > 0 || r == 0) {
+		if (r < 0 && r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
+			ss->send_error = (int)r;
+		lua_pushinteger(L, (lua_Integer)done);
+		return 1;
+	}
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
 		return would_block(L, ss);
-	}
-	ss->send_pending = 0;
-	if (r == GNUTLS_E_PUSH_ERROR) {
-		/* The peer may have said why before closing: read its alert. */
-		char tmp[512];
-		if (gnutls_record_recv(ss->s, tmp, sizeof tmp) ==
-		    GNUTLS_E_FATAL_ALERT_RECEIVED)
-			return fail_alert(L, ss, "send");
-		ss->state = S_FAILED;
-		return luatls_fail(L, "closed", "send: the peer closed the connection");
-	}
-	if (r < 0) {
-		if (gnutls_error_is_fatal((int)r))
-			ss->state = S_FAILED;
-		return luatls_fail_gnutls(L, (int)r, "send");
-	}
-	lua_pushinteger(L, (lua_Integer)r);
-	return 1;
+	return send_failed(L, ss, (int)r);
 }
 
 /* sess:pending() -> bytes already decrypted and buffered inside GnuTLS */
