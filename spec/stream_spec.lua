@@ -180,6 +180,40 @@ describe("send", function()
 		assert.equal("hello", got)
 	end)
 
+	it("sends more than the socket buffers hold, waiting as it goes, all of it in order", function()
+		local big = {}
+		for i = 1, 8192 do big[i] = ("%07d\n"):format(i):rep(128) end -- 8 MiB
+		big = table.concat(big)
+		local got, n = send_to(function(conn) return conn:send(big) end)
+		assert.equal(#big, n)
+		assert.equal(#big, #got)
+		assert.is_true(got == big)
+	end)
+
+	it("returns nil, message, 'closed' and the last byte sent when the peer goes away during a large send", function()
+		local r = H.run(function()
+			local result
+			local srv = assert(tls.listen({ port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key" },
+				function(c)
+					tls.sleep(0.05) -- the client is gone by then
+					result = pack(c:send(("x"):rep(16 * 1024 * 1024)))
+				end))
+			local _, port = srv:address()
+			local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+			conn:getfd() -- the socket closes without close_notify: a peer that vanished
+			conn:abort()
+			local deadline = tls.now() + 10
+			while not result and tls.now() < deadline do tls.sleep(0.01) end
+			srv:close()
+			return result
+		end)
+		assert.is_nil(r[1])
+		assert.is_string(r[2])
+		assert.equal("closed", r[3])
+		assert.is_number(r[4])
+		assert.is_true(r[4] >= 0 and r[4] < 16 * 1024 * 1024)
+	end)
+
 	it("sends data[i..j] and returns j", function()
 		local got, n = send_to(function(conn) return conn:send("0123456789", 3, 5) end)
 		assert.equal(5, n)

@@ -131,9 +131,20 @@ function Stream:receive(pattern, prefix)
 		end
 		local want = pattern - #prefix
 		if want <= 0 then return prefix end
-		while #self.buf < want do
-			local ok, err, code = fill(self, deadline)
-			if not ok then return nil, err, code, prefix .. take(self, #self.buf) end
+		if #self.buf < want then
+			-- gather the records, then join them once: appending each to
+			-- the buffer would copy it again for every record
+			local parts, n, have = { self.buf }, 1, #self.buf
+			self.buf = ""
+			while have < want do
+				local ok, err, code = fill(self, deadline)
+				if not ok then return nil, err, code, prefix .. concat(parts, "", 1, n) end
+				n = n + 1
+				parts[n] = self.buf
+				have = have + #self.buf
+				self.buf = ""
+			end
+			self.buf = concat(parts, "", 1, n)
 		end
 		return prefix .. take(self, want)
 	elseif pattern == "*l" or pattern == "l" then
@@ -154,12 +165,18 @@ function Stream:receive(pattern, prefix)
 			if not ok then return nil, err, code, prefix .. take(self, #self.buf) end
 		end
 	elseif pattern == "*a" or pattern == "a" then
+		local parts, n = { prefix, self.buf }, 2 -- joined once, at the end
+		self.buf = ""
 		while true do
 			local ok, err, code = fill(self, deadline)
 			if not ok then
-				if code == "closed" then return prefix .. take(self, #self.buf) end
-				return nil, err, code, prefix .. take(self, #self.buf)
+				local all = concat(parts, "", 1, n)
+				if code == "closed" then return all end
+				return nil, err, code, all
 			end
+			n = n + 1
+			parts[n] = self.buf
+			self.buf = ""
 		end
 	end
 	error("bad argument #1 to 'receive' (invalid pattern '" .. tostring(pattern) .. "')", 2)
