@@ -25,7 +25,7 @@ crt=$out/pki/server-chain.pem key=$out/pki/server.key
 case $server in
 baseline) set -- "$here/build/baseline" -p $port -c "$crt" -k "$key" ;;
 baseline+tickets) set -- "$here/build/baseline" -T -p $port -c "$crt" -k "$key" ;;
-luatls) set -- "$here/build/luaprof" "$here/luatls_server.lua" $port "$crt" "$key" $((secs + 30)) ;;
+luatls) set -- "$here/build/luaprof" "$here/luatls_server.lua" $port "$crt" "$key" $((secs + 30)) notickets ;;
 *) echo "profile.sh: unknown server $server" >&2; exit 2 ;;
 esac
 taskset -c 0 "$@" >"$out/server.log" 2>&1 &
