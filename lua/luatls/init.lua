@@ -310,10 +310,7 @@ end
 local function serve(server, sock, addr, port, handler)
 	local opts = server.opts
 	local pol = opts.policy or policy.default
-	-- one options table per server: core.session reads it and keeps nothing
-	local sopts = server.session_options
-	sopts.fd = sock:fd()
-	local sess = core.session(server.ctx, sopts)
+	local sess = core.session(server.ctx, resumption.server_options(server.ctx, opts, pol, { fd = sock:fd() }))
 	local conn = stream.new(server.sched, sock, sess, {
 		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
 	})
@@ -370,7 +367,6 @@ function M.listen(opts, handler)
 	local server = setmetatable({
 		sched = s, sock = lsock, ctx = ctx, opts = opts, host = host, port = port,
 		rec = s:io(lsock:fd(), "r"), handshake_failures = 0, accepted = 0,
-		session_options = resumption.server_options(ctx, opts, pol, {}),
 	}, Server)
 	s.servers = (s.servers or 0) + 1
 	if not s.signal_recs then
