@@ -77,6 +77,29 @@ describe("luatls.Session", function()
 		assert.matches("closed", tostring(c), 1, true)
 	end)
 
+	it("tells a server what the client's hello offered, in the client's order", function()
+		local c = client { policy = tls.policy { ciphers = { "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256" } } }
+		local s = server()
+		local before = s:offered()
+		assert.same({ suites = {}, groups = {} }, before)
+		pump(c, s)
+		local offered = s:offered()
+		-- IANA numbers: TLS_CHACHA20_POLY1305_SHA256 0x1303, TLS_AES_128_GCM_SHA256 0x1301; x25519 29
+		local first13
+		for _, id in ipairs(offered.suites) do
+			if id == 0x1303 or id == 0x1301 then first13 = first13 or id end
+		end
+		assert.equal(0x1303, first13)
+		assert.is_true(#offered.groups > 0)
+		local has_x25519 = false
+		for _, g in ipairs(offered.groups) do has_x25519 = has_x25519 or g == 29 end
+		assert.is_true(has_x25519)
+		-- a client never reads a hello, so its lists stay empty
+		assert.same({ suites = {}, groups = {} }, c:offered())
+		c:close()
+		s:close()
+	end)
+
 	it("completes a handshake between a client and a server in memory", function()
 		local c, s = pair()
 		local ci, si = c:info(), s:info()

@@ -109,7 +109,7 @@ typedef struct luatls_resume {
 	int replay;               /* servers: REPLAY_* of resume.c */
 	size_t early_sent;        /* clients: bytes queued as early data */
 	size_t early_received;    /* servers: bytes read as early data */
-	char note[160];           /* clients: why there was no early data */
+	char *note;               /* clients: why there was no early data */
 } luatls_resume;
 
 /* gnutls_init flags for the options table at opts (early_data, resumption). */
@@ -118,6 +118,8 @@ unsigned luatls_resume_flags(lua_State *L, int opts, int server);
  * is at obj: tickets, lifetime, stores, early data. GnuTLS error or 0. */
 int luatls_resume_setup(lua_State *L, int opts, int obj, gnutls_session_t s,
 			luatls_resume *rs, luatls_ctx *c);
+/* Frees what the resumption state holds (once the session is closed). */
+void luatls_resume_free(luatls_resume *rs);
 /* Around each GnuTLS call that may call the stores back. */
 void luatls_resume_enter(lua_State *L, luatls_resume *rs);
 void luatls_resume_leave(luatls_resume *rs);

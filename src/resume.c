@@ -7,6 +7,7 @@
  * Lua call that entered GnuTLS (luatls_resume.L), must not yield, and any
  * error they raise becomes a store failure: the session is then simply not
  * cached, not resumed, or its early data refused. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,30 @@ static int keep_store(lua_State *L, int opts, int obj, const char *key)
 	return 1;
 }
 
+/* Keeps the first reason a client's early data was not sent (formatted,
+ * on the heap: most sessions never need one). */
+static void set_note(luatls_resume *rs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_note(luatls_resume *rs, const char *fmt, ...)
+{
+	char buf[200];
+	va_list ap;
+	if (rs->note != NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	rs->note = (char *)malloc(strlen(buf) + 1);
+	if (rs->note != NULL)
+		strcpy(rs->note, buf);
+}
+
+void luatls_resume_free(luatls_resume *rs)
+{
+	free(rs->note);
+	rs->note = NULL;
+}
+
 /* Clients: the session to resume and the early data to send with it. A
  * session that does not load, or early data its ticket does not allow,
  * is not an error: the handshake goes on without, and info() says why. */
@@ -259,7 +284,7 @@ static int client_setup(lua_State *L, int opts, gnutls_session_t s,
 	if (data.size > 0 && !rs->no_resumption) {
 		r = gnutls_session_set_data(s, data.data, data.size);
 		if (r < 0)
-			snprintf(rs->note, sizeof rs->note,
+			set_note(rs,
 				 "the session data could not be used: %s",
 				 gnutls_strerror(r));
 		else
@@ -268,25 +293,25 @@ static int client_setup(lua_State *L, int opts, gnutls_session_t s,
 	if (early.size == 0)
 		return 0;
 	if (rs->no_resumption)
-		snprintf(rs->note, sizeof rs->note, "early data needs resumption, "
+		set_note(rs, "early data needs resumption, "
 			 "which the policy turns off");
 	else if (data.size == 0)
-		snprintf(rs->note, sizeof rs->note, "there is no session to "
+		set_note(rs, "there is no session to "
 			 "resume, and early data needs one");
-	else if (rs->note[0] != '\0')
+	else if (rs->note != NULL)
 		;
 	else if (max == 0)
-		snprintf(rs->note, sizeof rs->note, "the session's ticket allows "
+		set_note(rs, "the session's ticket allows "
 			 "no early data");
 	else if (early.size > max)
-		snprintf(rs->note, sizeof rs->note, "%u bytes of early data are "
+		set_note(rs, "%u bytes of early data are "
 			 "more than the %u bytes the server accepts (the limit in "
 			 "its ticket)", early.size, (unsigned)max);
 	else {
 		/* GnuTLS queues them for the first flight and returns 0 */
 		r = (int)gnutls_record_send_early_data(s, early.data, early.size);
 		if (r < 0)
-			snprintf(rs->note, sizeof rs->note, "early data: %s",
+			set_note(rs, "early data: %s",
 				 gnutls_strerror(r));
 		else
 			rs->early_sent = early.size;
@@ -407,8 +432,7 @@ static const char *early_status(gnutls_session_t s, luatls_resume *rs,
 		return "rejected";
 	}
 	if (rs->early_sent == 0) {
-		if (rs->note[0] != '\0')
-			*reason = rs->note;
+		*reason = rs->note;
 		return "none";
 	}
 	if (flags & GNUTLS_SFLAGS_EARLY_DATA)

@@ -3,6 +3,7 @@
  * transport is either a non-blocking fd or an in-memory pair of buffers
  * that another event loop fills and drains. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,11 +24,14 @@ typedef struct {
 } Buffer;
 
 /* The cipher suites and groups a ClientHello offered, as IANA numbers in
- * the client's order, so a policy can say what the client wanted. */
+ * the client's order, so a policy can say what the client wanted. Parsed
+ * on the stack, then kept in a block of the size the hello needed:
+ * nsuites suites, then ngroups groups. */
+#define MAX_SUITES 128
+#define MAX_GROUPS 32
 typedef struct {
-	unsigned short suites[128];
-	unsigned short groups[32];
 	unsigned nsuites, ngroups;
+	unsigned short ids[MAX_SUITES + MAX_GROUPS];
 } Offers;
 
 typedef struct {
@@ -47,7 +51,7 @@ typedef struct {
 	int has_hook, in_hook, hook_failed;
 	unsigned vstatus; /* what verification in the handshake found */
 	int vchecked;
-	Offers offers; /* servers: what the ClientHello offered (policy) */
+	Offers *offers; /* servers: what the ClientHello offered (policy) */
 	Buffer in, out;
 	char *hostname;    /* checked against the peer certificate */
 	char *server_name; /* SNI sent by a client */
@@ -253,9 +257,9 @@ static unsigned rd16(const unsigned char *p)
  * the legacy version), cipher suites, groups and whether it carries early
  * data, so that failures and policies can say what the client wanted.
  * Stops quietly at anything malformed. */
-static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
+static void parse_client_hello(Session *ss, const unsigned char *p, size_t n,
+			       Offers *o, unsigned short *groups)
 {
-	Offers *o = &ss->offers;
 	size_t i, end, len;
 	if (n >= 4 && p[0] == 1 && ((size_t)p[1] << 16 | rd16(p + 2)) == n - 4) {
 		p += 4; /* handshake header */
@@ -273,8 +277,8 @@ static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 	len = rd16(p + i);
 	i += 2;
 	for (end = i + len; i + 2 <= end && i + 2 <= n; i += 2)
-		if (o->nsuites < sizeof o->suites / sizeof o->suites[0])
-			o->suites[o->nsuites++] = (unsigned short)rd16(p + i);
+		if (o->nsuites < MAX_SUITES)
+			o->ids[o->nsuites++] = (unsigned short)rd16(p + i);
 	i = end;
 	if (i + 1 > n)
 		return;
@@ -300,12 +304,28 @@ static void parse_client_hello(Session *ss, const unsigned char *p, size_t n)
 			ss->hello_versions = v;
 		} else if (type == 10 && elen >= 2) { /* supported_groups */
 			for (j = 2; j + 2 <= elen && j < 2 + (size_t)rd16(e); j += 2)
-				if (o->ngroups < sizeof o->groups / sizeof o->groups[0])
-					o->groups[o->ngroups++] = (unsigned short)rd16(e + j);
+				if (o->ngroups < MAX_GROUPS)
+					groups[o->ngroups++] = (unsigned short)rd16(e + j);
 		} else if (type == 42) { /* early_data */
 			ss->rs.early_offered = 1;
 		}
 	}
+}
+
+/* Parses the hello and keeps what it offered in a block of its size. */
+static void record_client_hello(Session *ss, const unsigned char *p, size_t n)
+{
+	Offers o;
+	unsigned short groups[MAX_GROUPS];
+	o.nsuites = o.ngroups = 0;
+	parse_client_hello(ss, p, n, &o, groups);
+	memcpy(o.ids + o.nsuites, groups, o.ngroups * sizeof groups[0]);
+	free(ss->offers); /* a hello seen before was malformed */
+	ss->offers = (Offers *)malloc(offsetof(Offers, ids) +
+				      (o.nsuites + o.ngroups) * sizeof o.ids[0]);
+	if (ss->offers != NULL) /* else offered() reports empty lists */
+		memcpy(ss->offers, &o, offsetof(Offers, ids) +
+		       (o.nsuites + o.ngroups) * sizeof o.ids[0]);
 }
 
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
@@ -315,7 +335,7 @@ static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 	(void)htype;
 	(void)when;
 	if (incoming && ss != NULL && msg != NULL && !ss->hello_seen)
-		parse_client_hello(ss, msg->data, msg->size);
+		record_client_hello(ss, msg->data, msg->size);
 	return 0;
 }
 
@@ -924,17 +944,18 @@ static int session_client_certificate(lua_State *L)
 static int session_offered(lua_State *L)
 {
 	Session *ss = check_session(L, 1);
-	unsigned i;
+	const Offers *o = ss->offers;
+	unsigned i, ns = o ? o->nsuites : 0, ng = o ? o->ngroups : 0;
 	lua_createtable(L, 0, 2);
-	lua_createtable(L, (int)ss->offers.nsuites, 0);
-	for (i = 0; i < ss->offers.nsuites; i++) {
-		lua_pushinteger(L, ss->offers.suites[i]);
+	lua_createtable(L, (int)ns, 0);
+	for (i = 0; i < ns; i++) {
+		lua_pushinteger(L, o->ids[i]);
 		lua_rawseti(L, -2, (int)i + 1);
 	}
 	lua_setfield(L, -2, "suites");
-	lua_createtable(L, (int)ss->offers.ngroups, 0);
-	for (i = 0; i < ss->offers.ngroups; i++) {
-		lua_pushinteger(L, ss->offers.groups[i]);
+	lua_createtable(L, (int)ng, 0);
+	for (i = 0; i < ng; i++) {
+		lua_pushinteger(L, o->ids[ns + i]);
 		lua_rawseti(L, -2, (int)i + 1);
 	}
 	lua_setfield(L, -2, "groups");
@@ -1002,7 +1023,10 @@ static int session_close(lua_State *L)
 	buffer_free(&ss->out);
 	free(ss->hostname);
 	free(ss->server_name);
+	free(ss->offers);
 	ss->hostname = ss->server_name = NULL;
+	ss->offers = NULL;
+	luatls_resume_free(&ss->rs);
 	return 0;
 }
 
