@@ -80,6 +80,29 @@ describe("luatls.Loop", function()
 		lp:close()
 	end)
 
+	it("changes an io watcher's direction with set, keeping its fd when given nil", function()
+		local lp = core.loop { new = true }
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local _, port = lsock:local_address()
+		local sock = assert(core.tcp_connect("127.0.0.1", port))
+		local peer = H.wait_accept and H.wait_accept(lsock) or nil
+		local w = lp:io(5, sock:fd(), "r")
+		w:start()
+		local out = {}
+		assert.equal(0, lp:step(0.05, out)) -- nothing to read
+		w:set(nil, "w")
+		assert.is_false(w:active()) -- set disarms; start arms again
+		w:start()
+		assert.equal(1, lp:step(2, out)) -- a connected socket is writable
+		assert.equal(5, out[1])
+		assert.has_error(function() w:set(nil, "x") end)
+		w:close()
+		sock:close()
+		if peer then peer:close() end
+		lsock:close()
+		lp:close()
+	end)
+
 	it("reports an io watcher whose deadline passes first as -id, and disarms it", function()
 		local lp = core.loop { new = true }
 		local lsock = assert(core.tcp_listen("127.0.0.1", 0))

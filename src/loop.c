@@ -329,11 +329,13 @@ static int watcher_stop(lua_State *L)
 	return 0;
 }
 
-/* w:set(fd, "r"|"w"|"rw") changes what an io watcher waits for */
+/* w:set(fd, "r"|"w"|"rw") changes what an io watcher waits for; fd nil
+ * keeps the descriptor */
 static int watcher_set(lua_State *L)
 {
 	Watcher *wa = check_watcher(L, 1);
-	int fd = (int)luaL_checkinteger(L, 2), ev = io_events(L, 3);
+	int fd = lua_isnil(L, 2) ? wa->w.io.fd : (int)luaL_checkinteger(L, 2);
+	int ev = io_events(L, 3);
 	if (wa->kind != W_IO)
 		return luaL_error(L, "set: not an io watcher");
 	ev_io_stop(wa->lc->loop, &wa->w.io);

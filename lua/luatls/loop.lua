@@ -83,11 +83,12 @@ function Scheduler:unregister(id)
 end
 
 -- Closes the watcher of a record made by io() or signal(); a coroutine
--- waiting on it is woken with "closed".
+-- waiting on it is woken with "closed". A closed record has no watcher.
 function Scheduler:close_watcher(rec)
-	if rec.closed then return end
-	rec.closed = true
-	rec.watcher:close()
+	local w = rec.watcher
+	if not w then return end
+	rec.watcher = false
+	w:close()
 	self.by_id[rec.id] = nil
 	if rec.co then
 		local co = rec.co
@@ -96,13 +97,13 @@ function Scheduler:close_watcher(rec)
 	end
 end
 
--- An io watcher for fd, reused across waits: returns the record.
+-- An io watcher for fd, reused across waits: returns the record, which
+-- fits in four table slots with the coroutine waiting on it (co).
 function Scheduler:io(fd, dir)
-	local rec = {}
-	local id = self:register(rec)
-	rec.id = id
-	rec.watcher = self.ev:io(id, fd, dir)
-	rec.fd, rec.dir = fd, dir
+	local id = self.next_id + 1
+	local rec = { id = id, watcher = self.ev:io(id, fd, dir), dir = dir }
+	self.next_id = id
+	self.by_id[id] = rec
 	return rec
 end
 
@@ -147,9 +148,9 @@ M.check_waitable = check_waitable
 -- passes. Returns true, or nil, "timeout". deadline nil: no deadline.
 function Scheduler:wait_io(rec, dir, deadline)
 	local co = check_waitable()
-	if rec.closed then return nil, "closed" end
+	if not rec.watcher then return nil, "closed" end
 	if rec.dir ~= dir then
-		rec.watcher:set(rec.fd, dir)
+		rec.watcher:set(nil, dir)
 		rec.dir = dir
 	end
 	rec.co = co
@@ -163,7 +164,7 @@ function Scheduler:wait_io(rec, dir, deadline)
 	local why = self:suspend(co, nil)
 	rec.co = nil
 	if why ~= "ready" then
-		if not rec.closed then rec.watcher:stop() end
+		if rec.watcher then rec.watcher:stop() end
 		return nil, why
 	end
 	return true

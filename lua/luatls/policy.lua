@@ -1055,7 +1055,8 @@ function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake, now)
 	end
 	local is_session = type(conn) == "userdata"
 	if err == nil and not is_session and not in_handshake and not now and enforced_by_gnutls(self) then
-		conn.policy_later, conn.policy_ctx = self, ctx -- see Stream:verdicts()
+		-- see Stream:verdicts(); such a policy has no rule that needs ctx
+		conn.policy_later = self
 		return true
 	end
 	local sess = is_session and conn or conn:session()

@@ -15,19 +15,19 @@ local live = setmetatable({}, { __mode = "k" }) -- open streams, for stop()
 
 -- new(sched, sock, sess, { peer = "addr:port", host, port, role, timeout })
 function M.new(sched, sock, sess, opts)
-	local fd = sock:fd()
+	-- only the fields every connection has go in the constructor, which
+	-- sizes the table by them: an idle server connection fits in 8 slots
 	local self = setmetatable({
 		sched = sched,
 		sock = sock,
 		sess = sess,
-		rec = sched:io(fd, "r"),
+		rec = sched:io(sock:fd(), "r"),
 		buf = "",
-		timeout = opts.timeout,
 		peer = opts.peer,
-		host = opts.host,
-		port = opts.port,
 		role = opts.role,
 	}, Stream)
+	if opts.timeout then self.timeout = opts.timeout end
+	if opts.host then self.host, self.port = opts.host, opts.port end
 	live[self] = true
 	return self
 end
@@ -291,7 +291,7 @@ function Stream:verdicts()
 	if later and not self.closed then
 		-- a policy GnuTLS enforced entirely: its verdicts, made on demand
 		self.policy_later = nil
-		later:enforce(self, self.role, self.policy_ctx, nil, nil, nil, false, true)
+		later:enforce(self, self.role, nil, nil, nil, nil, false, true)
 	end
 	local out = {}
 	for i, v in ipairs(self.policy_verdicts or {}) do
