@@ -393,6 +393,38 @@ describe("the scheduler", function()
 		assert.not_equal(failed, next_co)
 	end)
 
+	it("wakes a coroutine waiting on an io record with 'closed' when the record is closed", function()
+		local why, active = H.run(function()
+			local s = loop.default()
+			local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+			local rec = s:io(lsock:fd(), "r") -- nobody connects: never ready
+			local got
+			tls.spawn(function() got = { s:wait_io(rec, "r", s:now() + 5) } end)
+			tls.sleep(0.02)
+			s:close_watcher(rec)
+			tls.sleep(0.02)
+			lsock:close()
+			return got, rec.watcher
+		end)
+		assert.same({ nil, "closed" }, why)
+		assert.is_false(active)
+	end)
+
+	it("reports an io wait's deadline as 'timeout' and disarms the watcher", function()
+		local why, armed = H.run(function()
+			local s = loop.default()
+			local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+			local rec = s:io(lsock:fd(), "r")
+			local got = { s:wait_io(rec, "r", s:now() + 0.03) }
+			local a = rec.watcher:active()
+			s:close_watcher(rec)
+			lsock:close()
+			return got, a
+		end)
+		assert.same({ nil, "timeout" }, why)
+		assert.is_false(armed)
+	end)
+
 	it("does not hand a waiting coroutine to another spawn", function()
 		local result = H.run(function()
 			local a_done = false

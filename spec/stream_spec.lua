@@ -154,6 +154,22 @@ describe("receive", function()
 		assert.equal("abc", partial)
 	end)
 
+	it("returns nil, message, 'closed' to a receive waiting when another coroutine closes the connection", function()
+		local r = H.run(function()
+			local conn = client_for(function(c) tls.sleep(1) end) -- sends nothing
+			local got
+			tls.spawn(function() got = pack(conn:receive("*l")) end)
+			tls.sleep(0.05)
+			conn:close()
+			tls.sleep(0.02)
+			return got
+		end)
+		assert.is_nil(r[1])
+		assert.matches("closed while this call waited", r[2], 1, true)
+		assert.equal("closed", r[3])
+		assert.equal("", r[4])
+	end)
+
 	it("returns an empty string for '*a' once everything has been read", function()
 		local a, b = receive_from({ "all" }, function(conn)
 			return conn:receive("*a"), conn:receive("*a")

@@ -70,6 +70,19 @@ function M.new(options)
 	return self
 end
 
+-- The run queue holds a coroutine and the one value it is resumed with
+-- (a wake reason) in two arrays, so that a wake allocates nothing; spawn's
+-- arguments travel packed in a table marked by ARGS.
+local ARGS = {}
+
+local function enqueue(self, co, value, args)
+	local t = self.qtail + 1
+	self.qtail = t
+	self.queue[t] = co
+	self.values[t] = args and ARGS or value
+	if args then self.args[t] = args end
+end
+
 -- Registers a new watcher record; returns its id.
 function Scheduler:register(record)
 	local id = self.next_id + 1
@@ -90,10 +103,10 @@ function Scheduler:close_watcher(rec)
 	rec.watcher = false
 	w:close()
 	self.by_id[rec.id] = nil
-	if rec.co then
-		local co = rec.co
+	local co = rec.co
+	if co then
 		rec.co = nil
-		self:wake(co, "closed")
+		enqueue(self, co, "closed")
 	end
 end
 
@@ -121,19 +134,6 @@ function Scheduler:now()
 	return self.ev:now()
 end
 
--- The run queue holds a coroutine and the one value it is resumed with
--- (a wake reason) in two arrays, so that a wake allocates nothing; spawn's
--- arguments travel packed in a table marked by ARGS.
-local ARGS = {}
-
-local function enqueue(self, co, value, args)
-	local t = self.qtail + 1
-	self.qtail = t
-	self.queue[t] = co
-	self.values[t] = args and ARGS or value
-	if args then self.args[t] = args end
-end
-
 local function check_waitable(level)
 	local co, main = coroutine.running()
 	if co == nil or main then
@@ -145,25 +145,29 @@ end
 M.check_waitable = check_waitable
 
 -- Waits until the io record is ready or the deadline (absolute, loop time)
--- passes. Returns true, or nil, "timeout". deadline nil: no deadline.
+-- passes. Returns true, or nil, "timeout" | "closed". deadline nil: no
+-- deadline. The record names the waiting coroutine (rec.co) while it
+-- waits: step and close_watcher wake it from there, so an io wait needs
+-- no entry in the table of sleepers.
 function Scheduler:wait_io(rec, dir, deadline)
 	local co = check_waitable()
-	if not rec.watcher then return nil, "closed" end
+	local w = rec.watcher
+	if not w then return nil, "closed" end
 	if rec.dir ~= dir then
-		rec.watcher:set(nil, dir)
+		w:set(nil, dir)
 		rec.dir = dir
 	end
 	rec.co = co
 	if deadline then
 		-- the watcher's own libev timer: it fires as -id (see step)
 		local left = deadline - self:now()
-		rec.watcher:start(left > 0 and left or 0)
+		w:start(left > 0 and left or 0)
 	else
-		rec.watcher:start()
+		w:start()
 	end
-	local why = self:suspend(co, nil)
-	rec.co = nil
+	local why = coroutine.yield(WAIT)
 	if why ~= "ready" then
+		rec.co = nil
 		if rec.watcher then rec.watcher:stop() end
 		return nil, why
 	end
@@ -317,10 +321,12 @@ function Scheduler:step(max_wait)
 		if rec then
 			if rec.fn then
 				rec.fn()
-			elseif rec.co then
+			else
 				local co = rec.co
-				rec.co = nil
-				self:wake(co, id < 0 and "timeout" or "ready")
+				if co then
+					rec.co = nil
+					enqueue(self, co, id < 0 and "timeout" or "ready")
+				end
 			end
 		end
 	end

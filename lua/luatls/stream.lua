@@ -55,10 +55,14 @@ local function direction(code)
 end
 
 -- Waits for the direction the last attempt asked for; nil, message,
--- "timeout" when the deadline passes.
+-- "timeout" when the deadline passes, or "closed" when the connection is
+-- closed (by another coroutine) while it waits.
 local function await(self, code, deadline, doing)
-	local ok = self.sched:wait_io(self.rec, direction(code), deadline)
+	local ok, why = self.sched:wait_io(self.rec, direction(code), deadline)
 	if ok then return true end
+	if why == "closed" then
+		return nil, doing .. ": the connection was closed while this call waited", "closed"
+	end
 	return nil, (doing .. ": timeout" .. (self.peer and (", " .. self.peer .. " sent nothing in time") or "")), "timeout"
 end
 
@@ -116,15 +120,36 @@ end
 -- receive(pattern [, prefix]) the LuaSocket way: "*l" (or "l") a line
 -- without its end of line, "*a" (or "a") everything until the peer closes,
 -- a number for that many bytes. prefix is put in front of what is read
--- (and counts toward n). Failures: nil, message, code, partial.
+-- (and counts toward n). Failures: nil, message, code, partial. The
+-- deadline (the timeout) starts with the call, and is only read when the
+-- call has to wait: a line already buffered costs a find and a sub.
 function Stream:receive(pattern, prefix)
-	check(self, "receive")
-	pattern = pattern or "*l"
+	if getmetatable(self) ~= Stream or self.closed then check(self, "receive") end
 	if prefix ~= nil and type(prefix) ~= "string" then
 		error("bad argument #2 to 'receive' (string expected, got " .. type(prefix) .. ")", 2)
 	end
+	local deadline = false -- false: not read yet
+	if pattern == nil or pattern == "*l" or pattern == "l" then
+		local from = 1
+		while true do
+			local buf = self.buf
+			local nl = find(buf, "\n", from, true)
+			if nl then
+				-- one new string in the usual case of a line per record
+				local last = nl - 1
+				if last > 0 and byte(buf, last) == 13 then last = last - 1 end
+				local line = sub(buf, 1, last)
+				self.buf = nl == #buf and "" or sub(buf, nl + 1)
+				return prefix and prefix .. line or line
+			end
+			from = #buf + 1
+			if deadline == false then deadline = deadline_of(self) end
+			local ok, err, code = fill(self, deadline)
+			if not ok then return nil, err, code, (prefix or "") .. take(self, #self.buf) end
+		end
+	end
 	prefix = prefix or ""
-	local deadline = deadline_of(self)
+	deadline = deadline_of(self)
 	if type(pattern) == "number" then
 		if pattern < 0 or pattern % 1 ~= 0 then
 			error("bad argument #1 to 'receive' (non-negative integer expected)", 2)
@@ -147,23 +172,6 @@ function Stream:receive(pattern, prefix)
 			self.buf = concat(parts, "", 1, n)
 		end
 		return prefix .. take(self, want)
-	elseif pattern == "*l" or pattern == "l" then
-		local from = 1
-		while true do
-			local buf = self.buf
-			local nl = find(buf, "\n", from, true)
-			if nl then
-				-- one new string in the usual case of a line per record
-				local last = nl - 1
-				if last > 0 and byte(buf, last) == 13 then last = last - 1 end
-				local line = sub(buf, 1, last)
-				self.buf = nl == #buf and "" or sub(buf, nl + 1)
-				return prefix == "" and line or prefix .. line
-			end
-			from = #self.buf + 1
-			local ok, err, code = fill(self, deadline)
-			if not ok then return nil, err, code, prefix .. take(self, #self.buf) end
-		end
 	elseif pattern == "*a" or pattern == "a" then
 		local parts, n = { prefix, self.buf }, 2 -- joined once, at the end
 		self.buf = ""
@@ -185,7 +193,7 @@ end
 -- send(data [, i [, j]]) -> index of the last byte sent | nil, message,
 -- code, index of the last byte sent
 function Stream:send(data, i, j)
-	check(self, "send")
+	if getmetatable(self) ~= Stream or self.closed then check(self, "send") end
 	if type(data) ~= "string" then
 		error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
 	end
@@ -199,18 +207,20 @@ function Stream:send(data, i, j)
 	if i < 1 then i = 1 end
 	if j > len then j = len end
 	if i > j then return i - 1 end
-	local deadline = deadline_of(self)
+	local deadline = false -- read when the call first has to wait
 	if self.pending then
+		deadline = deadline_of(self)
 		local ok, err, code = self.pending(self, deadline)
 		if not ok then return nil, err, code, i - 1 end
 	end
-	local s = (i == 1 and j == #data) and data or sub(data, i, j)
+	local s = (i == 1 and j == len) and data or sub(data, i, j)
 	local pos, last = 1, #s
 	while pos <= last do
 		local n, err, code = self.sess:send(s, pos)
 		if n then
 			pos = pos + n
 		elseif code == "wantread" or code == "wantwrite" then
+			if deadline == false then deadline = deadline_of(self) end
 			local ok, werr, wcode = await(self, code, deadline, "send")
 			if not ok then return nil, werr, wcode, i + pos - 2 end
 		else
@@ -229,14 +239,22 @@ function Stream:close()
 	live[self] = nil
 	local sess = self.sess
 	if not self.failed then
-		local deadline = self.sched:now() + (self.timeout and min(self.timeout, 2) or 2)
-		local co, main = coroutine.running()
-		local inside = co ~= nil and not main
-		if self.pending and inside then self.pending(self, deadline) end -- finish an early-started handshake
+		local deadline, inside
+		if self.pending then -- finish an early-started handshake
+			deadline = self.sched:now() + (self.timeout and min(self.timeout, 2) or 2)
+			local co, main = coroutine.running()
+			inside = co ~= nil and not main
+			if inside then self.pending(self, deadline) end
+		end
 		while true do
 			local ok, _, code = sess:bye()
-			if ok or (code ~= "wantread" and code ~= "wantwrite") or not inside then break end
-			if not self.sched:wait_io(self.rec, direction(code), deadline) then break end
+			if ok or (code ~= "wantread" and code ~= "wantwrite") then break end
+			if inside == nil then -- the first wait: may this call wait at all?
+				deadline = self.sched:now() + (self.timeout and min(self.timeout, 2) or 2)
+				local co, main = coroutine.running()
+				inside = co ~= nil and not main
+			end
+			if not inside or not self.sched:wait_io(self.rec, direction(code), deadline) then break end
 		end
 	end
 	self.sched:close_watcher(self.rec)
