@@ -48,6 +48,25 @@ local function open_fds()
 end
 
 describe("luatls.Socket", function()
+	it("closes with a FIN, not a reset, when the peer's bytes were never read", function()
+		local got, msg, code, rest = H.run(function()
+			local c, s, lsock = connected_pair()
+			assert.equal(5, s:send("hello")) -- the client never reads it
+			assert(wait(c, "r"))
+			assert.equal(3, c:send("bye"))
+			c:close()
+			local data = recv(s)
+			local _, m, k = recv(s)
+			s:close()
+			lsock:close()
+			return data, m, k, nil
+		end)
+		assert.equal("bye", got)
+		assert.equal("closed", code)
+		assert.equal("closed", msg) -- a reset would say "recv: Connection reset by peer"
+		assert.is_nil(rest)
+	end)
+
 	it("listens on a loopback port chosen by the system", function()
 		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
 		assert.equal("luatls.Socket", getmetatable(lsock).__name)

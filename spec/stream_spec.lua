@@ -206,6 +206,34 @@ describe("send", function()
 		assert.is_true(got == big)
 	end)
 
+	it("delivers all it sent before close, even when the peer sent data it never read", function()
+		-- the server writes first; the client never reads it, sends 4 MiB and
+		-- closes at once: a socket closed with unread bytes would be reset
+		-- and drop the end of what it still had to send
+		local big = ("0123456789abcdef"):rep(256 * 1024)
+		local results = {}
+		for round = 1, 3 do
+			results[round] = H.run(function()
+				local got
+				local srv = assert(tls.listen({ port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key" },
+					function(c)
+						c:send(("unread\n"):rep(1000))
+						got = c:receive("*a")
+					end))
+				local _, port = srv:address()
+				local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+				tls.sleep(0.02) -- the server's bytes are in the client's socket by now
+				assert.equal(#big, conn:send(big))
+				conn:close()
+				local deadline = tls.now() + 10
+				while got == nil and tls.now() < deadline do tls.sleep(0.01) end
+				srv:close()
+				return got and #got
+			end)
+		end
+		assert.same({ #big, #big, #big }, results)
+	end)
+
 	it("returns nil, message, 'closed' and the last byte sent when the peer goes away during a large send", function()
 		local r = H.run(function()
 			local result

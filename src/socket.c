@@ -331,10 +331,27 @@ static int socket_fd(lua_State *L)
 	return 1;
 }
 
+/* Reads and drops what the peer sent and nobody read (at most 1 MiB, never
+ * waiting): closing a TCP socket with unread bytes makes the kernel reset
+ * the connection and throw away what it had not sent yet, such as the
+ * end of a large send followed by close. A TLS 1.3 client that never reads
+ * has the server's session tickets unread. */
+static void drain(int fd)
+{
+	char buf[16384];
+	int i;
+	for (i = 0; i < 64; i++)
+		if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/* One idempotent close for close, __gc and __close. */
 static int socket_close(lua_State *L)
 {
 	Socket *so = (Socket *)luaL_checkudata(L, 1, SOCKET_MT);
 	if (so->fd >= 0) {
+		if (!so->listening)
+			drain(so->fd);
 		close(so->fd);
 		so->fd = -1;
 	}
