@@ -358,6 +358,33 @@ describe("the connection object", function()
 		assert.matches("^127%.0%.0%.1:%d+$", info.peer_address)
 	end)
 
+	it("is collected when dropped without close, leaving nothing behind in the scheduler", function()
+		local before, after, alive = H.run(function()
+			local s = require("luatls.loop").default()
+			local function entries() local n = 0 for _ in pairs(s.by_id) do n = n + 1 end return n end
+			local srv = assert(tls.listen({ port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key" },
+				function() end))
+			local _, port = srv:address()
+			tls.sleep(0.01)
+			local n0 = entries()
+			local watchers = setmetatable({}, { __mode = "k" })
+			for _ = 1, 20 do
+				local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+				watchers[conn.rec.watcher] = true
+			end
+			tls.sleep(0.05) -- the server's side of each connection ends
+			collectgarbage()
+			collectgarbage()
+			local left = 0
+			for _ in pairs(watchers) do left = left + 1 end
+			local n1 = entries()
+			srv:close()
+			return n0, n1, left
+		end)
+		assert.equal(before, after)
+		assert.equal(0, alive)
+	end)
+
 	it("has __close, which closes it at the end of a Lua 5.4 block", function()
 		local has_close, after = H.run(function()
 			local conn = client_for(function() end)

@@ -55,7 +55,8 @@ function M.new(options)
 	local self = setmetatable({
 		ev = core.loop(options),
 		next_id = 0,
-		by_id = {},        -- watcher id -> record { co, watcher, fn }
+		by_id = {},        -- watcher id -> record { co, watcher, fn }: signal
+		                   -- records always, io records while a coroutine waits
 		heap = {},         -- deadlines
 		waiting = {},      -- co -> wait sequence number, while it waits
 		seq = 0,
@@ -111,13 +112,14 @@ function Scheduler:close_watcher(rec)
 end
 
 -- An io watcher for fd, reused across waits: returns the record, which
--- fits in four table slots with the coroutine waiting on it (co).
+-- fits in four table slots with the coroutine waiting on it (co). The
+-- scheduler holds the record only while a coroutine waits on it, so a
+-- record (and its watcher) whose owner is dropped without close is
+-- collected with it.
 function Scheduler:io(fd, dir)
 	local id = self.next_id + 1
-	local rec = { id = id, watcher = self.ev:io(id, fd, dir), dir = dir }
 	self.next_id = id
-	self.by_id[id] = rec
-	return rec
+	return { id = id, watcher = self.ev:io(id, fd, dir), dir = dir }
 end
 
 -- A signal watcher that calls fn (outside ev_run) each time sig arrives.
@@ -165,7 +167,10 @@ function Scheduler:wait_io(rec, dir, deadline)
 	else
 		w:start()
 	end
+	local by_id, id = self.by_id, rec.id
+	by_id[id] = rec
 	local why = coroutine.yield(WAIT)
+	by_id[id] = nil
 	if why ~= "ready" then
 		rec.co = nil
 		if rec.watcher then rec.watcher:stop() end
@@ -377,8 +382,12 @@ function Scheduler:finish_stop()
 	local hooks = self.on_finish or {}
 	self.on_finish = nil
 	for i = 1, #hooks do pcall(hooks[i]) end
-	for _, rec in pairs(self.by_id) do
-		if rec.co then rec.watcher:stop() rec.co = nil end
+	for id, rec in pairs(self.by_id) do
+		if rec.co then
+			rec.watcher:stop()
+			rec.co = nil
+			self.by_id[id] = nil
+		end
 	end
 	self.stop_deadline = nil
 	self.stopping = false
