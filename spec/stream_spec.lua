@@ -370,7 +370,7 @@ describe("the connection object", function()
 			local watchers = setmetatable({}, { __mode = "k" })
 			for _ = 1, 20 do
 				local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
-				watchers[conn.rec.watcher] = true
+				watchers[conn.watcher] = true
 			end
 			tls.sleep(0.05) -- the server's side of each connection ends
 			collectgarbage()

@@ -308,9 +308,9 @@ end
 
 -- Serves one accepted socket: handshake, then the user's handler.
 local function serve(server, sock, addr, port, handler)
-	local opts = server.opts
-	local pol = opts.policy or policy.default
-	local sess = core.session(server.ctx, resumption.server_options(server.ctx, opts, pol, { fd = sock:fd() }))
+	local opts, pol, sess_opts = server.opts, server.policy, server.sess_opts
+	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
+	local sess = core.session(server.ctx, sess_opts)
 	local conn = stream.new(server.sched, sock, sess, {
 		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
 	})
@@ -367,6 +367,8 @@ function M.listen(opts, handler)
 	local server = setmetatable({
 		sched = s, sock = lsock, ctx = ctx, opts = opts, host = host, port = port,
 		rec = s:io(lsock:fd(), "r"), handshake_failures = 0, accepted = 0,
+		-- the same for every connection: made once, fd set by serve()
+		policy = pol, sess_opts = resumption.server_options(ctx, opts, pol, { fd = false }),
 	}, Server)
 	s.servers = (s.servers or 0) + 1
 	if not s.signal_recs then

@@ -115,11 +115,18 @@ end
 -- fits in four table slots with the coroutine waiting on it (co). The
 -- scheduler holds the record only while a coroutine waits on it, so a
 -- record (and its watcher) whose owner is dropped without close is
--- collected with it.
-function Scheduler:io(fd, dir)
+-- collected with it. With into, that table becomes the record (its
+-- fields id, watcher, dir and co are the scheduler's): an object that
+-- waits on one fd, like a connection, needs no second table.
+function Scheduler:io(fd, dir, into)
 	local id = self.next_id + 1
 	self.next_id = id
-	return { id = id, watcher = self.ev:io(id, fd, dir), dir = dir }
+	local w = self.ev:io(id, fd, dir)
+	if into then
+		into.id, into.watcher, into.dir = id, w, dir
+		return into
+	end
+	return { id = id, watcher = w, dir = dir }
 end
 
 -- A signal watcher that calls fn (outside ev_run) each time sig arrives.
@@ -234,7 +241,8 @@ function Scheduler:spawn(fn, on_error, ...)
 	end
 	self.live = self.live + 1
 	if on_error then self.handlers[co] = on_error end
-	enqueue(self, co, nil, { n = select("#", ...) + 1, fn, ... })
+	-- the count first: an array-only table, one allocation fewer
+	enqueue(self, co, nil, { select("#", ...) + 1, fn, ... })
 	return co
 end
 
@@ -279,7 +287,7 @@ local function run_queue(self)
 		if value == ARGS then
 			local args = self.args[h]
 			self.args[h] = nil
-			resume(self, co, unpack(args, 1, args.n))
+			resume(self, co, unpack(args, 2, args[1] + 1))
 		else
 			resume(self, co, value)
 		end

@@ -379,7 +379,7 @@ function M.run_handshake(conn, deadline, decide_now)
 				end
 			end
 		end
-		if not sched:wait_io(conn.rec, code == "wantwrite" and "w" or "r", deadline) then
+		if not sched:wait_io(conn, code == "wantwrite" and "w" or "r", deadline) then
 			return nil, "handshake timeout: the client " .. (conn.peer or "") ..
 				" did not complete the TLS handshake in time", "timeout"
 		end

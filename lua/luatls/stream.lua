@@ -15,18 +15,23 @@ local live = setmetatable({}, { __mode = "k" }) -- open streams, for stop()
 
 -- new(sched, sock, sess, { peer = "addr:port", host, port, role, timeout })
 function M.new(sched, sock, sess, opts)
-	-- only the fields every connection has go in the constructor, which
-	-- sizes the table by them: an idle server connection fits in 8 slots
+	-- The stream is its own io record (id, watcher, dir, co: see
+	-- Scheduler:io), so a connection is one table. The constructor names
+	-- the fields a server connection comes to have, which sizes the
+	-- table once for its whole life: a field added later (closed, or the
+	-- policy's) would make Lua rehash it.
 	local self = setmetatable({
 		sched = sched,
 		sock = sock,
 		sess = sess,
-		rec = sched:io(sock:fd(), "r"),
 		buf = "",
 		peer = opts.peer,
 		role = opts.role,
+		timeout = opts.timeout,
+		id = false, watcher = false, dir = false, co = nil,
+		closed = nil, policy_later = nil,
 	}, Stream)
-	if opts.timeout then self.timeout = opts.timeout end
+	sched:io(sock:fd(), "r", self)
 	if opts.host then self.host, self.port = opts.host, opts.port end
 	live[self] = true
 	return self
@@ -58,7 +63,7 @@ end
 -- "timeout" when the deadline passes, or "closed" when the connection is
 -- closed (by another coroutine) while it waits.
 local function await(self, code, deadline, doing)
-	local ok, why = self.sched:wait_io(self.rec, direction(code), deadline)
+	local ok, why = self.sched:wait_io(self, direction(code), deadline)
 	if ok then return true end
 	if why == "closed" then
 		return nil, doing .. ": the connection was closed while this call waited", "closed"
@@ -254,10 +259,10 @@ function Stream:close()
 				local co, main = coroutine.running()
 				inside = co ~= nil and not main
 			end
-			if not inside or not self.sched:wait_io(self.rec, direction(code), deadline) then break end
+			if not inside or not self.sched:wait_io(self, direction(code), deadline) then break end
 		end
 	end
-	self.sched:close_watcher(self.rec)
+	self.sched:close_watcher(self)
 	sess:close()
 	self.sock:close()
 	return true
@@ -352,7 +357,7 @@ function Stream:session_data(wait)
 		elseif rcode ~= "wantread" and rcode ~= "wantwrite" then
 			return nil, err, code
 		elseif self.sched:now() >= deadline or
-			not self.sched:wait_io(self.rec, direction(rcode), deadline) then
+			not self.sched:wait_io(self, direction(rcode), deadline) then
 			return nil, err, code
 		end
 		data = self.sess:session_data()
