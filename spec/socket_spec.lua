@@ -253,4 +253,61 @@ describe("luatls.Socket", function()
 		end
 		lsock:close()
 	end)
+
+	-- A Session over a socket reads ahead: GnuTLS would read a record's
+	-- header and its body in two recv calls; the session reads what has
+	-- arrived at once and keeps the rest, which pending() counts and recv
+	-- returns without the socket ever becoming readable again.
+	it("under a Session over it, is read ahead: records that came together need no second readiness", function()
+		local P = H.pki()
+		local got = H.run(function()
+			local tls = H.tls
+			local c, s, lsock = connected_pair()
+			local ctx = core.context("server")
+			assert(ctx:add_keypair(H.readfile(P .. "server-chain.pem"), H.readfile(P .. "server.key")))
+			local srv = core.session(ctx, { fd = s:fd() })
+			local cli = assert(tls.session { role = "client", cafile = P .. "ca.pem", server_name = "localhost" })
+			local function flush()
+				local out = cli:drain()
+				local at = 1
+				while at <= #out do
+					local n = c:send(out, at)
+					if n then at = at + n elseif not wait(c, "w") then error("send: timeout") end
+				end
+			end
+			local done_c, done_s
+			for _ = 1, 50 do
+				done_c = done_c or cli:handshake()
+				flush()
+				local ok, msg, code = srv:handshake()
+				if not ok and code ~= "wantread" and code ~= "wantwrite" then error(msg) end
+				done_s = done_s or ok
+				if done_c and done_s then break end
+				local data = c:recv()
+				if data then cli:feed(data) elseif not done_c then wait(c, "r", 1) end
+			end
+			assert(done_c and done_s, "handshake did not complete")
+			-- the session tickets the server sent: the client reads them
+			-- along the way, it does not matter here
+			for _, line in ipairs { "one\n", "two\n", "three\n" } do assert(cli:send(line)) end
+			flush() -- three records, one write
+			assert(wait(s, "r"))
+			local r = { first = srv:recv() }
+			r.pending = srv:pending()
+			r.readable = wait(s, "r", 0.05) or false -- nothing more is coming
+			r.second, r.third = srv:recv(), srv:recv()
+			r.after = { srv:recv() }
+			r.pending_after = srv:pending()
+			srv:close() ctx:close() c:close() s:close() lsock:close()
+			return r
+		end)
+		assert.equal("one\n", got.first)
+		assert.is_true(got.pending >= 2 * #"two\n")
+		assert.is_false(got.readable)
+		assert.equal("two\n", got.second)
+		assert.equal("three\n", got.third)
+		assert.is_nil(got.after[1])
+		assert.equal("wantread", got.after[3])
+		assert.equal(0, got.pending_after)
+	end)
 end)

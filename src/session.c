@@ -3,10 +3,12 @@
  * transport is either a non-blocking fd or an in-memory pair of buffers
  * that another event loop fills and drains. */
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <gnutls/x509.h>
 
@@ -147,6 +149,92 @@ static int mem_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	return (ss->in.len > ss->in.off || ss->in_eof) ? 1 : 0;
 }
 
+/* Socket transport with read-ahead. GnuTLS pulls a record in two reads,
+ * its 5-byte header and then its body, so a handshake costs about a dozen
+ * recv calls. A small pull reads up to READ_AHEAD bytes instead, usually
+ * a whole flight, and keeps what GnuTLS did not ask for in ss->in (on the
+ * heap, only while it holds bytes: an idle connection keeps nothing).
+ * Large pulls (record bodies in a transfer) go straight to the caller's
+ * memory. Callers only wait for the socket after an attempt would block,
+ * and a pull only says "would block" when ss->in is empty, so the bytes
+ * kept here are never left waiting for a readiness that will not come.
+ * sess:pending() counts them. */
+#define READ_AHEAD 4096
+
+static ssize_t fd_pull(gnutls_transport_ptr_t p, void *data, size_t n)
+{
+	Session *ss = (Session *)p;
+	size_t avail = ss->in.len - ss->in.off;
+	char ahead[READ_AHEAD];
+	ssize_t r;
+	if (avail > 0) {
+		if (n > avail)
+			n = avail;
+		memcpy(data, ss->in.data + ss->in.off, n);
+		ss->in.off += n;
+		if (ss->in.off == ss->in.len)
+			buffer_free(&ss->in);
+		return (ssize_t)n;
+	}
+	if (n >= sizeof ahead) {
+		r = recv(ss->fd, data, n, 0);
+	} else {
+		r = recv(ss->fd, ahead, sizeof ahead, 0);
+		if (r > (ssize_t)n) { /* ss->in is empty and freed */
+			ss->in.data = (unsigned char *)malloc((size_t)r - n);
+			if (ss->in.data == NULL) {
+				gnutls_transport_set_errno(ss->s, ENOMEM);
+				return -1;
+			}
+			memcpy(ss->in.data, ahead + n, (size_t)r - n);
+			ss->in.len = ss->in.cap = (size_t)r - n;
+			ss->in.off = 0;
+			r = (ssize_t)n;
+		}
+		if (r > 0)
+			memcpy(data, ahead, (size_t)r);
+	}
+	if (r < 0)
+		gnutls_transport_set_errno(ss->s, errno);
+	return r;
+}
+
+/* Bytes read from the socket that GnuTLS has not taken yet. */
+static int read_ahead_left(const Session *ss)
+{
+	return ss->fd >= 0 && ss->in.len > ss->in.off;
+}
+
+static int fd_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
+{
+	Session *ss = (Session *)p;
+	struct pollfd pfd;
+	int r;
+	if (read_ahead_left(ss))
+		return 1;
+	pfd.fd = ss->fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	r = poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+	if (r < 0)
+		gnutls_transport_set_errno(ss->s, errno);
+	return r;
+}
+
+static ssize_t fd_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	Session *ss = (Session *)p;
+	struct msghdr msg;
+	ssize_t r;
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = (struct iovec *)(uintptr_t)iov;
+	msg.msg_iovlen = (size_t)n;
+	r = sendmsg(ss->fd, &msg, MSG_NOSIGNAL);
+	if (r < 0)
+		gnutls_transport_set_errno(ss->s, errno);
+	return r;
+}
+
 static char *dupstring(const char *s)
 {
 	char *d;
@@ -236,10 +324,13 @@ static int session_new(lua_State *L)
 	}
 	gnutls_session_set_verify_function(ss->s, session_verify_cb);
 
+	gnutls_transport_set_ptr(ss->s, ss);
 	if (fd >= 0) {
-		gnutls_transport_set_int(ss->s, fd);
+		gnutls_transport_set_vec_push_function(ss->s, fd_push);
+		gnutls_transport_set_pull_function(ss->s, fd_pull);
+		gnutls_transport_set_pull_timeout_function(ss->s,
+							   fd_pull_timeout);
 	} else {
-		gnutls_transport_set_ptr(ss->s, ss);
 		gnutls_transport_set_push_function(ss->s, mem_push);
 		gnutls_transport_set_pull_function(ss->s, mem_pull);
 		gnutls_transport_set_pull_timeout_function(ss->s,
@@ -556,10 +647,15 @@ static int session_handshake(lua_State *L)
 		return luatls_fail(L, "failed", "handshake: the session already failed");
 	luatls_resume_enter(L, &ss->rs);
 	ss->hook_L = L;
+	/* GnuTLS may say "again" with bytes still read ahead (a server that
+	 * has just taken a record of early data): go on, since no readiness
+	 * of the socket would announce them. */
 	do {
 		r = gnutls_handshake(ss->s);
-	} while (r < 0 && r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED &&
-		 !gnutls_error_is_fatal(r) && ++tries < MAX_NONFATAL_RETRIES);
+	} while (r < 0 && !gnutls_error_is_fatal(r) &&
+		 ((r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) ||
+		  read_ahead_left(ss)) &&
+		 ++tries < MAX_NONFATAL_RETRIES);
 	ss->hook_L = NULL;
 	luatls_resume_leave(&ss->rs);
 	if (r == 0) {
@@ -612,6 +708,7 @@ static int session_recv(lua_State *L)
 			/* After a post-handshake message (a session ticket)
 			 * GnuTLS may say "again" with records still buffered. */
 			if ((gnutls_record_check_pending(ss->s) > 0 ||
+			     read_ahead_left(ss) ||
 			     (ss->fd < 0 && ss->in.len > ss->in.off)) &&
 			    ++tries < MAX_NONFATAL_RETRIES)
 				continue;
@@ -706,12 +803,15 @@ static int session_send(lua_State *L)
 	return send_failed(L, ss, (int)r);
 }
 
-/* sess:pending() -> bytes already decrypted and buffered inside GnuTLS */
+/* sess:pending() -> bytes received and not yet returned by recv: decrypted
+ * ones buffered inside GnuTLS, plus, over a socket, bytes read ahead and
+ * not yet decrypted. Nonzero: recv has something without waiting. */
 static int session_pending(lua_State *L)
 {
 	Session *ss = check_session(L, 1);
 	lua_pushinteger(L, ss->state == S_OPEN
-				   ? (lua_Integer)gnutls_record_check_pending(ss->s)
+				   ? (lua_Integer)gnutls_record_check_pending(ss->s) +
+				     (ss->fd >= 0 ? (lua_Integer)(ss->in.len - ss->in.off) : 0)
 				   : 0);
 	return 1;
 }

@@ -351,19 +351,21 @@ function Stream:session_data(wait)
 	if data or code ~= "no_ticket" then return data, err, code end
 	local deadline = self.sched:now() + (wait or 0)
 	while true do
-		local chunk, rerr, rcode = self.sess:recv()
-		if chunk then
-			self.buf = self.buf .. chunk
-		elseif rcode ~= "wantread" and rcode ~= "wantwrite" then
-			return nil, err, code
-		elseif self.sched:now() >= deadline or
-			not self.sched:wait_io(self, direction(rcode), deadline) then
+		local chunk, _, rcode = self.sess:recv()
+		if not chunk and rcode ~= "wantread" and rcode ~= "wantwrite" then
 			return nil, err, code
 		end
+		if chunk then self.buf = self.buf .. chunk end
+		-- the attempt may have read the ticket even when it says it
+		-- would block: look before waiting
 		data = self.sess:session_data()
 		if data then
 			if self.after_recv then self:after_recv() end
 			return data
+		end
+		if not chunk and (self.sched:now() >= deadline or
+			not self.sched:wait_io(self, direction(rcode), deadline)) then
+			return nil, err, code
 		end
 	end
 end
