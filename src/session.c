@@ -47,6 +47,9 @@ typedef struct {
 	int send_error; /* a GnuTLS error a send met after sending some */
 	int refused_hello;
 	int in_eof;
+	int corked; /* socket transport: pushes gather in out (see fd_push) */
+	int drained; /* the last recv emptied the socket (see fd_pull) */
+	int peer_done; /* the peer's close_notify, or the end of its stream */
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
 	int hello_seen;
 	lua_State *hook_L; /* set while gnutls_handshake runs */
@@ -158,7 +161,12 @@ static int mem_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
  * memory. Callers only wait for the socket after an attempt would block,
  * and a pull only says "would block" when ss->in is empty, so the bytes
  * kept here are never left waiting for a readiness that will not come.
- * sess:pending() counts them. */
+ * sess:pending() counts them. A recv that returns less than it asked for
+ * has emptied the socket: the next pull in the same call (GnuTLS looking
+ * for the peer's next flight right after reading this one) says "would
+ * block" without asking the kernel again. Only once, and only within one
+ * call: should bytes have come meanwhile, the socket is readable and the
+ * caller's wait ends at once. */
 #define READ_AHEAD 4096
 
 static ssize_t fd_pull(gnutls_transport_ptr_t p, void *data, size_t n)
@@ -176,10 +184,17 @@ static ssize_t fd_pull(gnutls_transport_ptr_t p, void *data, size_t n)
 			buffer_free(&ss->in);
 		return (ssize_t)n;
 	}
+	if (ss->drained) {
+		ss->drained = 0;
+		gnutls_transport_set_errno(ss->s, EAGAIN);
+		return -1;
+	}
 	if (n >= sizeof ahead) {
 		r = recv(ss->fd, data, n, 0);
+		ss->drained = r > 0 && (size_t)r < n;
 	} else {
 		r = recv(ss->fd, ahead, sizeof ahead, 0);
+		ss->drained = r > 0 && (size_t)r < sizeof ahead;
 		if (r > (ssize_t)n) { /* ss->in is empty and freed */
 			ss->in.data = (unsigned char *)malloc((size_t)r - n);
 			if (ss->in.data == NULL) {
@@ -221,11 +236,51 @@ static int fd_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	return r;
 }
 
+/* Sends what a handshake gathered in ss->out: 1 when all is out (the
+ * buffer freed), 0 when the socket would block, -1 on error (errno). */
+static int flush_out(Session *ss)
+{
+	while (ss->out.len > ss->out.off) {
+		ssize_t r = send(ss->fd, ss->out.data + ss->out.off,
+				 ss->out.len - ss->out.off, MSG_NOSIGNAL);
+		if (r < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ||
+			       errno == EINTR ? 0 : -1;
+		ss->out.off += (size_t)r;
+	}
+	buffer_free(&ss->out);
+	return 1;
+}
+
+/* Socket transport, sending. While a handshake step runs (corked), what
+ * GnuTLS pushes gathers in ss->out and goes out in one send when the step
+ * ends: a server's flight is otherwise two (its ServerHello, then the
+ * encrypted rest), and a send over loopback costs far more than a copy.
+ * Anything still gathered goes out before newer bytes, in order. */
 static ssize_t fd_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
 {
 	Session *ss = (Session *)p;
 	struct msghdr msg;
-	ssize_t r;
+	ssize_t r, total = 0;
+	int i;
+	if (ss->corked) {
+		for (i = 0; i < n; i++) {
+			if (buffer_append(&ss->out, iov[i].iov_base,
+					  iov[i].iov_len) < 0) {
+				gnutls_transport_set_errno(ss->s, ENOMEM);
+				return -1;
+			}
+			total += (ssize_t)iov[i].iov_len;
+		}
+		return total;
+	}
+	if (ss->out.len > ss->out.off) {
+		int f = flush_out(ss);
+		if (f <= 0) {
+			gnutls_transport_set_errno(ss->s, f == 0 ? EAGAIN : errno);
+			return -1;
+		}
+	}
 	memset(&msg, 0, sizeof msg);
 	msg.msg_iov = (struct iovec *)(uintptr_t)iov;
 	msg.msg_iovlen = (size_t)n;
@@ -634,11 +689,31 @@ static int handshake_failed(lua_State *L, Session *ss, int r)
 	return luatls_fail_gnutls(L, r, "handshake");
 }
 
+/* The peer went away while a flight was being sent. */
+static int flight_failed(lua_State *L, Session *ss)
+{
+	ss->state = S_FAILED;
+	buffer_free(&ss->out);
+	if (errno == EPIPE || errno == ECONNRESET)
+		return luatls_fail(L, "closed", "handshake: the peer closed "
+				   "the connection");
+	return luatls_fail(L, "GNUTLS_E_PUSH_ERROR", "handshake: send: %s",
+			   strerror(errno));
+}
+
 /* sess:handshake() -> true | nil, message, code */
 static int session_handshake(lua_State *L)
 {
 	Session *ss = check_session(L, 1);
-	int r, tries = 0;
+	int r, f, tries = 0;
+	if (ss->fd >= 0 && ss->out.len > ss->out.off &&
+	    ss->state != S_FAILED) { /* the end of a flight, still to send */
+		f = flush_out(ss);
+		if (f == 0)
+			return luatls_wouldblock(L, 1);
+		if (f < 0)
+			return flight_failed(L, ss);
+	}
 	if (ss->state == S_OPEN) {
 		lua_pushboolean(L, 1);
 		return 1;
@@ -647,6 +722,8 @@ static int session_handshake(lua_State *L)
 		return luatls_fail(L, "failed", "handshake: the session already failed");
 	luatls_resume_enter(L, &ss->rs);
 	ss->hook_L = L;
+	ss->corked = ss->fd >= 0;
+	ss->drained = 0;
 	/* GnuTLS may say "again" with bytes still read ahead (a server that
 	 * has just taken a record of early data): go on, since no readiness
 	 * of the socket would announce them. */
@@ -656,13 +733,23 @@ static int session_handshake(lua_State *L)
 		 ((r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) ||
 		  read_ahead_left(ss)) &&
 		 ++tries < MAX_NONFATAL_RETRIES);
+	ss->corked = 0;
 	ss->hook_L = NULL;
 	luatls_resume_leave(&ss->rs);
+	f = ss->fd >= 0 && ss->out.len > ss->out.off ? flush_out(ss) : 1;
 	if (r == 0) {
 		ss->state = S_OPEN;
+		if (f == 0) /* done, once the last flight is out */
+			return luatls_wouldblock(L, 1);
+		if (f < 0)
+			return flight_failed(L, ss);
 		lua_pushboolean(L, 1);
 		return 1;
 	}
+	if (f < 0 && (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED))
+		return flight_failed(L, ss);
+	if (f == 0 && (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED))
+		return luatls_wouldblock(L, 1);
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
 		return would_block(L, ss);
 	return handshake_failed(L, ss, r);
@@ -696,14 +783,17 @@ static int session_recv(lua_State *L)
 		return 3;
 	if (max <= 0 || max > RECV_CHUNK)
 		max = RECV_CHUNK;
+	ss->drained = 0;
 	for (;;) {
 		r = gnutls_record_recv(ss->s, buf, (size_t)max);
 		if (r > 0) {
 			lua_pushlstring(L, buf, (size_t)r);
 			return 1;
 		}
-		if (r == 0)
+		if (r == 0) {
+			ss->peer_done = 1;
 			return luatls_fail(L, "closed", "closed");
+		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			/* After a post-handshake message (a session ticket)
 			 * GnuTLS may say "again" with records still buffered. */
@@ -720,6 +810,7 @@ static int session_recv(lua_State *L)
 		} else if (r == GNUTLS_E_UNEXPECTED_PACKET && ss->refused_hello) {
 			ss->refused_hello = 0; /* the refused hello, discarded */
 		} else if (r == GNUTLS_E_PREMATURE_TERMINATION) {
+			ss->peer_done = 1;
 			return luatls_fail(L, "closed",
 					   "the peer closed the connection "
 					   "without close_notify");
@@ -741,6 +832,7 @@ static int send_failed(lua_State *L, Session *ss, int r)
 	if (r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PREMATURE_TERMINATION) {
 		/* The peer may have said why before closing: read its alert. */
 		char tmp[512];
+		ss->drained = 0;
 		if (r == GNUTLS_E_PUSH_ERROR &&
 		    gnutls_record_recv(ss->s, tmp, sizeof tmp) ==
 		    GNUTLS_E_FATAL_ALERT_RECEIVED)
@@ -1108,8 +1200,9 @@ static int session_fd(lua_State *L)
 static int session_close(lua_State *L)
 {
 	Session *ss = (Session *)luaL_checkudata(L, 1, SESSION_MT);
+	lua_pushboolean(L, ss->peer_done);
 	if (ss->state == S_CLOSED && ss->s == NULL)
-		return 0;
+		return 1;
 	ss->state = S_CLOSED;
 	if (ss->s != NULL) {
 		gnutls_deinit(ss->s);
@@ -1127,7 +1220,7 @@ static int session_close(lua_State *L)
 	ss->hostname = ss->server_name = NULL;
 	ss->offers = NULL;
 	luatls_resume_free(&ss->rs);
-	return 0;
+	return 1;
 }
 
 static int session_tostring(lua_State *L)

@@ -345,17 +345,26 @@ static void drain(int fd)
 			break;
 }
 
-/* One idempotent close for close, __gc and __close. */
+/* sock:close([peer_done]), idempotent; also under __gc and __close.
+ * peer_done true: the peer's stream is known to have ended (its
+ * close_notify or its FIN was read), so there is nothing to drain. */
 static int socket_close(lua_State *L)
 {
 	Socket *so = (Socket *)luaL_checkudata(L, 1, SOCKET_MT);
 	if (so->fd >= 0) {
-		if (!so->listening)
+		if (!so->listening && !lua_toboolean(L, 2))
 			drain(so->fd);
 		close(so->fd);
 		so->fd = -1;
 	}
 	return 0;
+}
+
+/* __gc and __close: a plain close (__close's second argument is an error). */
+static int socket_release(lua_State *L)
+{
+	lua_settop(L, 1);
+	return socket_close(L);
 }
 
 static int socket_tostring(lua_State *L)
@@ -383,8 +392,8 @@ static const luaL_Reg socket_methods[] = {
 };
 
 static const luaL_Reg socket_meta[] = {
-	{"__close", socket_close},
-	{"__gc", socket_close},
+	{"__close", socket_release},
+	{"__gc", socket_release},
 	{"__tostring", socket_tostring},
 	{NULL, NULL}
 };

@@ -263,8 +263,8 @@ function Stream:close()
 		end
 	end
 	self.sched:close_watcher(self)
-	sess:close()
-	self.sock:close()
+	-- true when the peer's stream had ended: nothing left to drain
+	self.sock:close(sess:close())
 	return true
 end
 
