@@ -8,8 +8,16 @@
  * Same priority string as luatls's default context, one connection per
  * struct, one ev_io per connection (armed for the direction GnuTLS asks).
  *
- *   baseline -p PORT -c CERT -k KEY [-T] [-a ADDR]
- *   -T: send TLS 1.3 session tickets (off by default: full handshakes) */
+ *   baseline -p PORT -c CERT -k KEY [-T] [-R] [-a ADDR]
+ *   -T: send TLS 1.3 session tickets (off by default: full handshakes)
+ *   -R: luatls's socket transport instead of GnuTLS's own: reads ahead
+ *       (one recv per flight, not two per record), sends what a handshake
+ *       step gathers in one send (but the ServerHello before signing), and
+ *       takes a short read to mean the socket is empty (see fd_pull in
+ *       src/session.c). Without -R this is
+ *       what a plain GnuTLS server does; with it, the same C server with
+ *       the transport luatls has, so that luatls/baseline-with-R is what
+ *       the Lua layer alone costs. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -49,16 +58,142 @@ typedef struct {
 	int small;                /* body is "ok\n" */
 	int pending;              /* a record_send returned EAGAIN */
 	size_t pendlen;
+	/* -R: bytes read ahead, a flight gathered while corked */
+	unsigned char *in, *out;
+	size_t inlen, inoff, outlen, outoff, outcap;
+	int corked, drained;
 } Conn;
 
 static gnutls_certificate_credentials_t cred;
 static gnutls_priority_t prio;
 static gnutls_datum_t ticket_key;
-static int tickets;
+static int tickets, transport;
 static char chunk[CHUNK];
 static struct ev_loop *loop;
 
 static void conn_cb(struct ev_loop *l, ev_io *w, int revents);
+
+/* -R transport ------------------------------------------------------------ */
+#define READ_AHEAD 4096
+
+static ssize_t ra_pull(gnutls_transport_ptr_t p, void *data, size_t n)
+{
+	Conn *c = (Conn *)p;
+	unsigned char ahead[READ_AHEAD];
+	ssize_t r;
+	if (c->inlen > c->inoff) {
+		if (n > c->inlen - c->inoff)
+			n = c->inlen - c->inoff;
+		memcpy(data, c->in + c->inoff, n);
+		c->inoff += n;
+		if (c->inoff == c->inlen) {
+			free(c->in);
+			c->in = NULL;
+			c->inlen = c->inoff = 0;
+		}
+		return (ssize_t)n;
+	}
+	if (c->drained) {
+		c->drained = 0;
+		gnutls_transport_set_errno(c->s, EAGAIN);
+		return -1;
+	}
+	if (n >= READ_AHEAD) {
+		r = recv(c->fd, data, n, 0);
+		c->drained = r > 0 && (size_t)r < n;
+	} else {
+		r = recv(c->fd, ahead, READ_AHEAD, 0);
+		c->drained = r > 0 && r < READ_AHEAD;
+		if (r > (ssize_t)n) {
+			if ((c->in = (unsigned char *)malloc((size_t)r - n)) == NULL) {
+				gnutls_transport_set_errno(c->s, ENOMEM);
+				return -1;
+			}
+			memcpy(c->in, ahead + n, (size_t)r - n);
+			c->inlen = (size_t)r - n;
+			c->inoff = 0;
+			r = (ssize_t)n;
+		}
+		if (r > 0)
+			memcpy(data, ahead, (size_t)r);
+	}
+	if (r < 0)
+		gnutls_transport_set_errno(c->s, errno);
+	return r;
+}
+
+/* 1 all sent, 0 would block, -1 error */
+static int ra_flush(Conn *c)
+{
+	while (c->outlen > c->outoff) {
+		ssize_t r = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+				 MSG_NOSIGNAL);
+		if (r < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		c->outoff += (size_t)r;
+	}
+	free(c->out);
+	c->out = NULL;
+	c->outlen = c->outoff = c->outcap = 0;
+	return 1;
+}
+
+/* Once the Certificate is queued, the ServerHello goes out, so that the
+ * client works on it while this side signs (as luatls does). */
+static int ra_hook(gnutls_session_t s, unsigned htype, unsigned when,
+		   unsigned incoming, const gnutls_datum_t *msg)
+{
+	Conn *c = (Conn *)gnutls_transport_get_ptr(s);
+	(void)htype;
+	(void)when;
+	(void)msg;
+	if (!incoming && c->corked && c->outlen > c->outoff)
+		(void)ra_flush(c);
+	return 0;
+}
+
+static ssize_t ra_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	Conn *c = (Conn *)p;
+	struct msghdr msg;
+	ssize_t r, total = 0;
+	int i;
+	if (c->corked) {
+		for (i = 0; i < n; i++) {
+			size_t len = iov[i].iov_len;
+			if (c->outlen + len > c->outcap) {
+				size_t cap = c->outcap ? c->outcap : 4096;
+				unsigned char *d;
+				while (c->outlen + len > cap)
+					cap *= 2;
+				if ((d = (unsigned char *)realloc(c->out, cap)) == NULL) {
+					gnutls_transport_set_errno(c->s, ENOMEM);
+					return -1;
+				}
+				c->out = d;
+				c->outcap = cap;
+			}
+			memcpy(c->out + c->outlen, iov[i].iov_base, len);
+			c->outlen += len;
+			total += (ssize_t)len;
+		}
+		return total;
+	}
+	if (c->outlen > c->outoff) {
+		int f = ra_flush(c);
+		if (f <= 0) {
+			gnutls_transport_set_errno(c->s, f == 0 ? EAGAIN : errno);
+			return -1;
+		}
+	}
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = (struct iovec *)(void *)iov;
+	msg.msg_iovlen = (size_t)n;
+	r = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	if (r < 0)
+		gnutls_transport_set_errno(c->s, errno);
+	return r;
+}
 
 static void conn_close(Conn *c)
 {
@@ -68,6 +203,8 @@ static void conn_close(Conn *c)
 	gnutls_deinit(c->s);
 	close(c->fd);
 	free(c->req);
+	free(c->in);
+	free(c->out);
 	free(c);
 }
 
@@ -167,6 +304,9 @@ static int do_read(Conn *c)
 			return -1;
 		r = gnutls_record_recv(c->s, c->req + c->reqlen,
 				       REQ_MAX - 1 - c->reqlen);
+		if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) &&
+		    c->inlen > c->inoff)
+			continue; /* -R: read ahead, not yet taken */
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			if (c->reqlen == 0) { /* idle: no buffer, as nginx does */
 				free(c->req);
@@ -204,8 +344,41 @@ static void conn_cb(struct ev_loop *l, ev_io *w, int revents)
 	int r;
 	(void)l;
 	(void)revents;
+	if (c->outlen > c->outoff) { /* -R: the end of a flight */
+		r = ra_flush(c);
+		if (r < 0) {
+			conn_close(c);
+			return;
+		}
+		if (r == 0) {
+			wait_for(c, EV_WRITE);
+			return;
+		}
+	}
 	if (c->state == C_HANDSHAKE) {
-		r = gnutls_handshake(c->s);
+		c->corked = transport;
+		c->drained = 0;
+		do
+			r = gnutls_handshake(c->s);
+		while ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) &&
+		       c->inlen > c->inoff);
+		c->corked = 0;
+		if (c->outlen > c->outoff) {
+			int f = ra_flush(c);
+			if (f < 0) {
+				conn_close(c);
+				return;
+			}
+			if (f == 0) {
+				if (r == 0)
+					c->state = C_READ;
+				if (r == 0 || r == GNUTLS_E_AGAIN ||
+				    r == GNUTLS_E_INTERRUPTED) {
+					wait_for(c, EV_WRITE);
+					return;
+				}
+			}
+		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			wait_gnutls(c);
 			return;
@@ -216,6 +389,7 @@ static void conn_cb(struct ev_loop *l, ev_io *w, int revents)
 		}
 		c->state = C_READ;
 	}
+	c->drained = 0;
 	if (c->state == C_WRITE) {
 		r = do_write(c);
 		if (r < 0) {
@@ -257,7 +431,15 @@ static void accept_cb(struct ev_loop *l, ev_io *w, int revents)
 		gnutls_priority_set(c->s, prio);
 		if (tickets)
 			gnutls_session_ticket_enable_server(c->s, &ticket_key);
-		gnutls_transport_set_int(c->s, fd);
+		if (transport) {
+			gnutls_transport_set_ptr(c->s, c);
+			gnutls_transport_set_pull_function(c->s, ra_pull);
+			gnutls_transport_set_vec_push_function(c->s, ra_push);
+			gnutls_handshake_set_hook_function(c->s,
+				GNUTLS_HANDSHAKE_CERTIFICATE_PKT, GNUTLS_HOOK_POST, ra_hook);
+		} else {
+			gnutls_transport_set_int(c->s, fd);
+		}
 		ev_io_init(&c->w, conn_cb, fd, EV_READ);
 		conn_cb(l, &c->w, 0);
 	}
@@ -278,15 +460,16 @@ int main(int argc, char **argv)
 	ev_io accept_w;
 	ev_signal sigterm_w, sigint_w;
 
-	while ((opt = getopt(argc, argv, "a:p:c:k:T")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:c:k:TR")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
 		case 'c': certfile = optarg; break;
 		case 'k': keyfile = optarg; break;
 		case 'T': tickets = 1; break;
+		case 'R': transport = 1; break;
 		default:
-			fprintf(stderr, "usage: baseline -p PORT -c CERT -k KEY [-T] [-a ADDR]\n");
+			fprintf(stderr, "usage: baseline -p PORT -c CERT -k KEY [-T] [-R] [-a ADDR]\n");
 			return 2;
 		}
 	}

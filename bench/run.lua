@@ -122,9 +122,16 @@ local SERVERS = {
 	end,
 }
 SERVERS["baseline+tickets"] = function(port, crt) return SERVERS.baseline(port, crt, true) end
+-- the C server over luatls's socket transport (read-ahead, one send per
+-- flight): luatls against it is what the Lua layer alone costs
+SERVERS["baseline+transport"] = function(port, crt, tickets)
+	return SERVERS.baseline(port, crt, tickets) .. " -R"
+end
 
--- columns of the table; "baseline+tickets" only runs the ECDSA handshakes
-local ORDER = { "baseline", "luatls", "luasec", "nginx", "gnutls-serv", "baseline+tickets" }
+-- columns of the table; "baseline+tickets" only runs the ECDSA handshakes,
+-- "baseline+transport" only the A/B handshakes (EXTRA: not a peer)
+local ORDER = { "baseline", "luatls", "luasec", "nginx", "gnutls-serv", "baseline+tickets", "baseline+transport" }
+local EXTRA = { ["baseline+tickets"] = true, ["baseline+transport"] = true }
 local PEERS = { "baseline", "luasec", "nginx", "gnutls-serv" }
 local available = {}
 for _, name in ipairs(ORDER) do available[name] = true end
@@ -310,6 +317,7 @@ local function ab(r, mode, certname)
 	if mode == "hs" and certname == "ecdsa" and available["baseline+tickets"] then
 		names[#names + 1] = "baseline+tickets"
 	end
+	if available["baseline+transport"] then names[#names + 1] = "baseline+transport" end
 	for _, name in ipairs(names) do
 		local srv, err = start(name, certname, mode == "resume" or name == "baseline+tickets")
 		if srv then srvs[#srvs + 1] = srv else note("%s", err) end
@@ -438,7 +446,8 @@ end
 local function each_server(r, fn, only_peers)
 	local list = {}
 	for _, name in ipairs(ORDER) do
-		if available[name] and (not only_peers or name ~= "baseline+tickets") then
+		if available[name] and name ~= "baseline+transport" and
+			(not only_peers or not EXTRA[name]) then
 			list[#list + 1] = name
 		end
 	end
@@ -586,6 +595,21 @@ local function main()
 			if #ratios > 0 then
 				print(("ratio %s luatls/%s %.3f"):format(metric, peer, median(ratios)))
 			end
+		end
+	end
+	-- what the Lua layer alone costs: against the same C server over the
+	-- same transport (not a peer: "layer" lines, not "ratio" ones)
+	for _, spec in ipairs { { "handshake-ecdsa", "hs-ecdsa-ab" }, { "handshake-rsa", "hs-rsa-ab" },
+		{ "resumed", "resumed-ab" } } do
+		local mine = by_round[spec[2]] and by_round[spec[2]].luatls
+		local theirs = by_round[spec[2]] and by_round[spec[2]]["baseline+transport"]
+		local ratios = {}
+		for r, m in pairs(mine or {}) do
+			local t = theirs and theirs[r]
+			if t and m > 0 and t > 0 then ratios[#ratios + 1] = m / t end
+		end
+		if #ratios > 0 then
+			print(("layer %s luatls/baseline+transport %.3f"):format(spec[1], median(ratios)))
 		end
 	end
 	io.stderr:write(("bench: %d s\n"):format(math.floor(now() - t0 + 0.5)))
