@@ -538,8 +538,11 @@ local function main()
 	local cols = {}
 	for _, name in ipairs(ORDER) do if available[name] then cols[#cols + 1] = name end end
 	print()
+	local width = 17
+	for _, name in ipairs(cols) do if #name + 2 > width then width = #name + 2 end end
+	local cellfmt = "%" .. width .. "s"
 	local head = ("%-16s %-17s"):format("metric", "unit")
-	for _, name in ipairs(cols) do head = head .. ("%17s"):format(name) end
+	for _, name in ipairs(cols) do head = head .. cellfmt:format(name) end
 	print(head)
 	print(("-"):rep(#head))
 	for _, row in ipairs(ROWS) do
@@ -553,7 +556,7 @@ local function main()
 					cell = fmt:format(median(t))
 					if #t > 1 then cell = cell .. (" ±%.0f%%"):format(spread(t)) end
 				end
-				line = line .. ("%17s"):format(cell)
+				line = line .. cellfmt:format(cell)
 			end
 			print(line)
 		end
