@@ -6,16 +6,17 @@
 local BIN = assert(os.getenv("BENCH_BIN"), "BENCH_BIN not set")
 local TMP = assert(os.getenv("BENCH_TMP"), "BENCH_TMP not set")
 local SRC = assert(os.getenv("BENCH_SRC"), "BENCH_SRC not set")
+local ROOT = SRC .. "/.."
 local QUICK = os.getenv("QUICK") == "1"
 local LUA = os.getenv("BENCH_LUA") or "lua5.4"
 
 local C = QUICK and {
-	rounds = 2, warm = 0.3, secs = 0.8, ttfb_n = 200, bulk = 64 << 20, ab_factor = 1,
+	rounds = 2, warm = 0.3, secs = 0.8, ab_secs = 0.8, ttfb_n = 200, bulk = 64 << 20,
 	alone_ecdsa_only = true,
-	idle = { 1000 }, idle_rounds = 1, budget = 105,
+	idle = { 1000 }, idle_rounds = 1, budget = 150,
 } or {
-	rounds = 5, warm = 0.5, secs = 3.0, ttfb_n = 1000, bulk = 512 << 20, ab_factor = 2,
-	idle = { 1000, 10000 }, idle_rounds = 3, budget = 14 * 60,
+	rounds = 5, warm = 0.5, secs = 3.0, ab_secs = 2.0, ttfb_n = 1000, bulk = 512 << 20,
+	idle = { 1000, 10000 }, idle_rounds = 3, budget = 16 * 60,
 }
 local CONCURRENCY = 100
 
@@ -122,6 +123,13 @@ local SERVERS = {
 	end,
 }
 SERVERS["baseline+tickets"] = function(port, crt) return SERVERS.baseline(port, crt, true) end
+-- the same luatls server under LuaJIT (only in the A/B runs, against the
+-- baseline: not a peer)
+SERVERS["luatls-luajit"] = function(port, crt, tickets)
+	return ("env LUA_CPATH=%s luajit %s/luatls_server.lua %d %s %s 900 %s"):format(
+		q(ROOT .. "/build/luajit/?.so;;"), SRC, port, q(crt.cert), q(crt.key),
+		tickets and "tickets" or "notickets")
+end
 -- the C server over luatls's socket transport (read-ahead, one send per
 -- flight): luatls against it is what the Lua layer alone costs
 SERVERS["baseline+transport"] = function(port, crt, tickets)
@@ -129,9 +137,12 @@ SERVERS["baseline+transport"] = function(port, crt, tickets)
 end
 
 -- columns of the table; "baseline+tickets" only runs the ECDSA handshakes,
--- "baseline+transport" only the A/B handshakes (EXTRA: not a peer)
-local ORDER = { "baseline", "luatls", "luasec", "nginx", "gnutls-serv", "baseline+tickets", "baseline+transport" }
-local EXTRA = { ["baseline+tickets"] = true, ["baseline+transport"] = true }
+-- "baseline+transport" and "luatls-luajit" only the A/B handshakes (EXTRA:
+-- not a peer; AB_ONLY: not in the other runs)
+local ORDER = { "baseline", "luatls", "luasec", "nginx", "gnutls-serv", "baseline+tickets",
+	"baseline+transport", "luatls-luajit" }
+local EXTRA = { ["baseline+tickets"] = true, ["baseline+transport"] = true, ["luatls-luajit"] = true }
+local AB_ONLY = { ["baseline+transport"] = true, ["luatls-luajit"] = true }
 local PEERS = { "baseline", "luasec", "nginx", "gnutls-serv" }
 local available = {}
 for _, name in ipairs(ORDER) do available[name] = true end
@@ -140,6 +151,15 @@ if os.execute(("%s -e 'require \"ssl\" require \"socket\"' 2>/dev/null"):format(
 	note("luasec: lua-sec/lua-socket not installed for lua5.4: skipped")
 end
 if not have("nginx") then available.nginx = false note("nginx: not installed: skipped") end
+local function exists(path)
+	local f = io.open(path)
+	if f then f:close() end
+	return f ~= nil
+end
+if not have("luajit") or not exists(ROOT .. "/build/luajit/luatls/core.so") then
+	available["luatls-luajit"] = false
+	note("luatls-luajit: luajit or its build of luatls missing: skipped")
+end
 if not have("gnutls-serv") then available["gnutls-serv"] = false note("gnutls-serv: not installed: skipped") end
 
 -- servers that cannot hold N connections (select() and FD_SETSIZE)
@@ -307,53 +327,81 @@ local function per_target(out)
 	return t
 end
 
--- The A/B run: every server up at once on CPU 0, the connections of one
--- load generator going to each in turn, each server's CPU time read at the
--- window's edges: handshakes per server CPU-second that the machine's other
--- load affects alike.
+-- The A/B runs: luatls and one peer at a time on CPU 0, the connections of
+-- one load generator going to each in turn, both servers' CPU time read at
+-- the window's edges: handshakes per server CPU-second that the machine's
+-- other load affects alike. One peer at a time, because every server sharing
+-- the core with all the others sees a seventh of the load and a context
+-- switch every few events, which is not how a server runs (RESULTS.md,
+-- fifth round): a pair keeps each at half the load generator's clients.
+-- pair_ratios[row]["subject/peer"][round] = the subject's figure over the
+-- peer's, both from the same window.
+local pair_ratios = {}
+local function pair_ratio(key, subject, peer, r, value)
+	local pr = pair_ratios[key] or {}
+	pair_ratios[key] = pr
+	local k = subject .. "/" .. peer
+	pr[k] = pr[k] or {}
+	pr[k][r] = value
+end
+
 local function ab(r, mode, certname)
-	local srvs = {}
-	local names = rotate_names(r)
-	if mode == "hs" and certname == "ecdsa" and available["baseline+tickets"] then
-		names[#names + 1] = "baseline+tickets"
+	local key = (mode == "resume" and "resumed" or ("hs-" .. certname)) .. "-ab"
+	local tickets = mode == "resume"
+	local runs = {}
+	for _, peer in ipairs(rotate_names(r)) do
+		if peer ~= "luatls" and peer ~= "baseline+tickets" then runs[#runs + 1] = { "luatls", peer } end
 	end
-	if available["baseline+transport"] then names[#names + 1] = "baseline+transport" end
-	for _, name in ipairs(names) do
-		local srv, err = start(name, certname, mode == "resume" or name == "baseline+tickets")
-		if srv then srvs[#srvs + 1] = srv else note("%s", err) end
-	end
-	if #srvs == 0 then return end
-	local ports, pids = {}, {}
-	for i, srv in ipairs(srvs) do ports[i], pids[i] = srv.port, srv.pid end
-	local secs = C.secs * C.ab_factor
+	if available["baseline+transport"] then runs[#runs + 1] = { "luatls", "baseline+transport" } end
+	if available["luatls-luajit"] and certname == "ecdsa" then runs[#runs + 1] = { "luatls-luajit", "baseline" } end
+	local secs = C.ab_secs
 	-- an RSA handshake costs the server ~8 times an ECDSA one: a short
 	-- window holds a few dozen per server, and the ones cut by its edges
 	-- decide the figure (the quick run once gave the baseline 100/CPU-s)
 	if certname == "rsa" and secs < 3 then secs = 3 end
-	local out = sh(("timeout -s KILL %d taskset -c 1 %s/loadgen %s -c %d -p %s -P %s -w %.2f -t %.2f"):format(
-		math.ceil(C.warm + secs + 40), BIN, mode, CONCURRENCY, table.concat(ports, ","),
-		table.concat(pids, ","), C.warm, secs))
-	if os.getenv("BENCH_VERBOSE") then io.stderr:write(out) end
-	local key = mode == "resume" and "resumed" or ("hs-" .. certname)
-	local res = per_target(out)
-	for i, srv in ipairs(srvs) do
-		local t = res[i]
-		if t and (t.ok or 0) > 0 then
-			add(key .. "-ab", srv.name, t.per_cpu)
-			if (t.err or 0) > 0 then note("%s %s A/B: %d failed connections", srv.name, mode, t.err) end
-			if mode == "resume" and t.resumed < 0.95 * t.ok then
-				note("%s resume A/B: only %d of %d connections were resumed", srv.name, t.resumed, t.ok)
-			end
-		else
-			note("%s %s A/B: no result (%s)", srv.name, mode, (out:gsub("%s+$", "")))
+	local subjects = {} -- each subject runs once for all its pairs
+	for i, run in ipairs(runs) do
+		local subject, peer = run[1], run[2]
+		local a, err = subjects[subject], nil
+		if not a then
+			a, err = start(subject, certname, tickets)
+			if a then subjects[subject] = a else note("%s", err) end
 		end
+		local b
+		b, err = start(peer, certname, tickets)
+		if not b then note("%s", err) end
+		if a and b then
+			-- which one the load generator serves first alternates
+			local srvs = (r + i) % 2 == 0 and { a, b } or { b, a }
+			local out = sh(("timeout -s KILL %d taskset -c 1 %s/loadgen %s -c %d -p %d,%d -P %d,%d -w %.2f -t %.2f"):format(
+				math.ceil(C.warm + secs + 40), BIN, mode, CONCURRENCY, srvs[1].port, srvs[2].port,
+				srvs[1].pid, srvs[2].pid, C.warm, secs))
+			if os.getenv("BENCH_VERBOSE") then io.stderr:write(out) end
+			local res, got = per_target(out), {}
+			for j, srv in ipairs(srvs) do
+				local t = res[j]
+				if t and (t.ok or 0) > 0 and (t.per_cpu or 0) > 0 then
+					got[srv.name] = t.per_cpu
+					add(key, srv.name, t.per_cpu)
+					if (t.err or 0) > 0 then note("%s %s A/B: %d failed connections", srv.name, mode, t.err) end
+					if mode == "resume" and t.resumed < 0.95 * t.ok then
+						note("%s resume A/B: only %d of %d connections were resumed", srv.name, t.resumed, t.ok)
+					end
+				else
+					note("%s %s A/B: no result (%s)", srv.name, mode, (out:gsub("%s+$", "")))
+				end
+			end
+			if got[subject] and got[peer] then pair_ratio(key, subject, peer, r, got[subject] / got[peer]) end
+		end
+		if b then stop(b) end
 	end
-	for _, srv in ipairs(srvs) do stop(srv) end
+	for _, srv in pairs(subjects) do stop(srv) end
 end
 
 -- TTFB and bulk with every server up at once (idle ones cost nothing): the
--- TTFB connections go to each server in turn and the bulk transfers follow
--- one another, so that the machine's other load hits every server alike.
+-- TTFB connections alternate between luatls and one peer at a time, and the
+-- bulk transfers follow one another, so that the machine's other load hits
+-- every server alike.
 local function sequential(r)
 	local srvs = {}
 	for _, name in ipairs(rotate_names(r)) do
@@ -361,26 +409,37 @@ local function sequential(r)
 		if srv then srvs[#srvs + 1] = srv else note("%s", err) end
 	end
 	if #srvs == 0 then return end
-	local ports, pids = {}, {}
-	for i, srv in ipairs(srvs) do ports[i], pids[i] = srv.port, srv.pid end
-	local out = sh(("timeout -s KILL %d taskset -c 1 %s/loadgen ttfb -p %s -P %s -n %d -w %.2f -t %d"):format(
-		90, BIN, table.concat(ports, ","), table.concat(pids, ","), C.ttfb_n, C.warm, 60))
-	if os.getenv("BENCH_VERBOSE") then io.stderr:write(out) end
-	for line in out:gmatch("[^\n]+") do
-		local j = tonumber(line:match("^target=(%d+)"))
-		local srv = j and srvs[j + 1]
-		if srv then
-			local ok, err = tonumber(line:match(" ok=(%d+)")), tonumber(line:match(" err=(%d+)"))
-			if ok and ok > 0 then
-				add("ttfb", srv.name, tonumber(line:match("ttfb_p50_ms=([%d.]+)")))
-				add("ttfb-mean", srv.name, tonumber(line:match("ttfb_mean_ms=([%d.]+)")))
-			else
-				note("%s ttfb: failed: %s", srv.name, line)
+	-- TTFB, luatls and one peer at a time (as the A/B runs, for the same
+	-- reason): the sequential connections alternate between the two
+	local mine
+	for _, srv in ipairs(srvs) do if srv.name == "luatls" then mine = srv end end
+	if not mine then note("ttfb: luatls did not start: no TTFB figures") end
+	for i, peer in ipairs(srvs) do
+		if mine and peer ~= mine then
+			local two = (r + i) % 2 == 0 and { mine, peer } or { peer, mine }
+			local out = sh(("timeout -s KILL %d taskset -c 1 %s/loadgen ttfb -p %d,%d -P %d,%d -n %d -w %.2f -t %d"):format(
+				90, BIN, two[1].port, two[2].port, two[1].pid, two[2].pid, C.ttfb_n, C.warm, 60))
+			if os.getenv("BENCH_VERBOSE") then io.stderr:write(out) end
+			local got = {}
+			for line in out:gmatch("[^\n]+") do
+				local j = tonumber(line:match("^target=(%d+)"))
+				local srv = j and two[j + 1]
+				if srv then
+					local ok, err = tonumber(line:match(" ok=(%d+)")), tonumber(line:match(" err=(%d+)"))
+					if ok and ok > 0 then
+						got[srv.name] = tonumber(line:match("ttfb_p50_ms=([%d.]+)"))
+						add("ttfb", srv.name, got[srv.name])
+						add("ttfb-mean", srv.name, tonumber(line:match("ttfb_mean_ms=([%d.]+)")))
+					else
+						note("%s ttfb: failed: %s", srv.name, line)
+					end
+					if err and err > 0 then note("%s ttfb: %d failed connections", srv.name, err) end
+				end
 			end
-			if err and err > 0 then note("%s ttfb: %d failed connections", srv.name, err) end
+			if not out:find("target=", 1, true) then note("ttfb: failed: %s", (out:gsub("%s+$", ""))) end
+			if got.luatls and got[peer.name] then pair_ratio("ttfb", "luatls", peer.name, r, got.luatls / got[peer.name]) end
 		end
 	end
-	if not out:find("target=", 1, true) then note("ttfb: failed: %s", (out:gsub("%s+$", ""))) end
 	for _, cipher in ipairs { "aes128gcm", "chacha20" } do
 		for _, srv in ipairs(srvs) do
 			if srv.name ~= "gnutls-serv" then -- an echo server: no bulk responses
@@ -446,7 +505,7 @@ end
 local function each_server(r, fn, only_peers)
 	local list = {}
 	for _, name in ipairs(ORDER) do
-		if available[name] and name ~= "baseline+transport" and
+		if available[name] and not AB_ONLY[name] and
 			(not only_peers or not EXTRA[name]) then
 			list[#list + 1] = name
 		end
@@ -584,35 +643,46 @@ local function main()
 		{ "ttfb", "ttfb", true },
 	}
 	-- the median of the rounds' ratios: within a round the servers saw the
-	-- same weather (A/B, TTFB and bulk interleave them), between rounds not
+	-- same weather (A/B, TTFB and bulk interleave them), between rounds not;
+	-- the A/B rows' ratios come from the pairs, each from one window
+	local function pair_median(key, k, invert)
+		local ratios = {}
+		for _, v in pairs(pair_ratios[key] and pair_ratios[key][k] or {}) do
+			ratios[#ratios + 1] = invert and 1 / v or v
+		end
+		return median(ratios)
+	end
 	for _, spec in ipairs(RATIOS) do
 		local metric, key, invert = spec[1], spec[2], spec[3]
 		local mine = by_round[key] and by_round[key].luatls
 		for _, peer in ipairs(PEERS) do
-			local theirs = by_round[key] and by_round[key][peer]
-			local ratios = {}
-			for r, m in pairs(mine or {}) do
-				local t = theirs and theirs[r]
-				if t and m > 0 and t > 0 then ratios[#ratios + 1] = invert and t / m or m / t end
+			local value
+			if pair_ratios[key] then
+				value = pair_median(key, "luatls/" .. peer, invert)
+			else
+				local theirs = by_round[key] and by_round[key][peer]
+				local ratios = {}
+				for r, m in pairs(mine or {}) do
+					local t = theirs and theirs[r]
+					if t and m > 0 and t > 0 then ratios[#ratios + 1] = invert and t / m or m / t end
+				end
+				value = median(ratios)
 			end
-			if #ratios > 0 then
-				print(("ratio %s luatls/%s %.3f"):format(metric, peer, median(ratios)))
-			end
+			if value then print(("ratio %s luatls/%s %.3f"):format(metric, peer, value)) end
 		end
 	end
-	-- what the Lua layer alone costs: against the same C server over the
-	-- same transport (not a peer: "layer" lines, not "ratio" ones)
-	for _, spec in ipairs { { "handshake-ecdsa", "hs-ecdsa-ab" }, { "handshake-rsa", "hs-rsa-ab" },
-		{ "resumed", "resumed-ab" } } do
-		local mine = by_round[spec[2]] and by_round[spec[2]].luatls
-		local theirs = by_round[spec[2]] and by_round[spec[2]]["baseline+transport"]
-		local ratios = {}
-		for r, m in pairs(mine or {}) do
-			local t = theirs and theirs[r]
-			if t and m > 0 and t > 0 then ratios[#ratios + 1] = m / t end
-		end
-		if #ratios > 0 then
-			print(("layer %s luatls/baseline+transport %.3f"):format(spec[1], median(ratios)))
+	-- not peers: what the Lua layer alone costs (against the same C server
+	-- over the same transport), and the same server under LuaJIT
+	for _, spec in ipairs {
+		{ "layer", "handshake-ecdsa", "hs-ecdsa-ab", "luatls", "baseline+transport" },
+		{ "layer", "handshake-rsa", "hs-rsa-ab", "luatls", "baseline+transport" },
+		{ "layer", "resumed", "resumed-ab", "luatls", "baseline+transport" },
+		{ "luajit", "handshake-ecdsa", "hs-ecdsa-ab", "luatls-luajit", "baseline" },
+		{ "luajit", "resumed", "resumed-ab", "luatls-luajit", "baseline" },
+	} do
+		local value = pair_median(spec[3], spec[4] .. "/" .. spec[5])
+		if value then
+			print(("%s %s luatls/%s %.3f"):format(spec[1], spec[2], spec[5], value))
 		end
 	end
 	io.stderr:write(("bench: %d s\n"):format(math.floor(now() - t0 + 0.5)))
