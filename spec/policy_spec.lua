@@ -201,6 +201,26 @@ describe("presets", function()
 		end
 	end)
 
+	it("builds the catalogue of cipher suites only for a policy that names suites", function()
+		-- a fresh copy of the module, counting what it asks the core for
+		local core = require "luatls.core"
+		local saved_module, saved_fn = package.loaded["luatls.policy"], core.cipher_suites
+		local calls = 0
+		core.cipher_suites = function(...) calls = calls + 1 return saved_fn(...) end
+		package.loaded["luatls.policy"] = nil
+		local ok, err = pcall(function()
+			local fresh = require "luatls.policy"
+			assert.equal(0, calls, "loading the module built the catalogue")
+			fresh.new { min_version = "TLS1.3", resumption = false }:priority()
+			assert.equal(0, calls, "a policy without ciphers built the catalogue")
+			assert.equal(9, #fresh.intermediate:describe().suites) -- made on first use
+			assert.equal(1, calls)
+			assert.equal(fresh.intermediate, fresh.intermediate)
+		end)
+		core.cipher_suites, package.loaded["luatls.policy"] = saved_fn, saved_module
+		assert(ok, err)
+	end)
+
 	it("the library default is at least as strict as intermediate", function()
 		local def, int = tls.policy.default:describe(), tls.policy.intermediate:describe()
 		local function subset(a, b, what)

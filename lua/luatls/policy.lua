@@ -439,9 +439,9 @@ end
 -- The GnuTLS priority string this policy compiles to.
 function Policy:priority()
 	if self.compiled then return self.compiled end
-	suites()
 	local kx, ciphers, macs = DEFAULT_KX, DEFAULT_CIPHERS, DEFAULT_MACS
 	if self.ciphers then
+		suites() -- the catalogue, only for a policy that names suites
 		kx, ciphers, macs = {}, {}, {}
 		local sk, sc, sm = {}, {}, {}
 		for _, name in ipairs(self.ciphers) do
@@ -1120,15 +1120,29 @@ end
 M.default = M.new {}
 -- Mozilla's server-side guidelines (without DHE): TLS 1.3 only ...
 M.modern = M.new { min_version = "TLS1.3" }
--- ... and TLS 1.2+ with ECDHE and AEAD ciphers only.
-M.intermediate = M.new {
-	min_version = "TLS1.2",
-	ciphers = {
-		"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-		"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-		"ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-		"ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-	},
+-- ... and TLS 1.2+ with ECDHE and AEAD ciphers only. Made when first
+-- used: naming cipher suites builds the catalogue of every suite GnuTLS
+-- knows (see suites(), some 250 KB of tables), and a program that names
+-- none should not carry it: every collection cycle walks it again.
+local LAZY = {
+	intermediate = function()
+		return M.new {
+			min_version = "TLS1.2",
+			ciphers = {
+				"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+				"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+				"ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+				"ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+			},
+		}
+	end,
 }
+setmetatable(M, { __index = function(t, k)
+	local make = LAZY[k]
+	if not make then return nil end
+	local p = make()
+	rawset(t, k, p)
+	return p
+end })
 M.Policy = Policy
 return M
