@@ -6,7 +6,6 @@ local loop = require "luatls.loop"
 local stream = require "luatls.stream"
 local policy = require "luatls.policy"
 local errors = require "luatls.errors"
-local x509 = require "luatls.x509"
 local resumption = require "luatls.resumption"
 
 local type, error, pairs, ipairs, tostring, concat, setmetatable =
@@ -15,10 +14,18 @@ local type, error, pairs, ipairs, tostring, concat, setmetatable =
 local M = {
 	version = core.version,
 	gnutls_version = core.gnutls_version,
-	x509 = x509,
 	errors = errors,
 	explain = errors.explain,
 }
+-- luatls.x509 (certificates, keys, stores) is loaded when first used: a
+-- server that never inspects a certificate does not keep its 50 KB of
+-- functions on the heap that every collection walks.
+setmetatable(M, { __index = function(t, k)
+	if k ~= "x509" then return nil end
+	local x509 = require "luatls.x509"
+	rawset(t, k, x509)
+	return x509
+end })
 
 local DEFAULT_HANDSHAKE_TIMEOUT = 10
 local DEFAULT_CONNECT_TIMEOUT = 10
