@@ -363,13 +363,16 @@ local function ab(r, mode, certname)
 	for i, run in ipairs(runs) do
 		local subject, peer = run[1], run[2]
 		local a, err = subjects[subject], nil
-		if not a then
+		if a == nil then -- started once; false: it did not start
 			a, err = start(subject, certname, tickets)
-			if a then subjects[subject] = a else note("%s", err) end
+			subjects[subject] = a or false
+			if not a then note("%s", err) end
 		end
 		local b
-		b, err = start(peer, certname, tickets)
-		if not b then note("%s", err) end
+		if a then
+			b, err = start(peer, certname, tickets)
+			if not b then note("%s", err) end
+		end
 		if a and b then
 			-- which one the load generator serves first alternates
 			local srvs = (r + i) % 2 == 0 and { a, b } or { b, a }
@@ -395,7 +398,7 @@ local function ab(r, mode, certname)
 		end
 		if b then stop(b) end
 	end
-	for _, srv in pairs(subjects) do stop(srv) end
+	for _, srv in pairs(subjects) do if srv then stop(srv) end end
 end
 
 -- TTFB and bulk with every server up at once (idle ones cost nothing): the
