@@ -259,10 +259,8 @@ function M.connect(opts)
 		verify = verify,
 	})
 	local peer_host, peer_port = sock:peer_address()
-	local conn = stream.new(s, sock, sess, {
-		role = "client", host = host, port = port, timeout = opts.timeout,
-		peer = peer_host and (peer_host .. ":" .. peer_port) or nil,
-	})
+	local conn = stream.new(s, sock, sess, "client", opts.timeout,
+		peer_host and (peer_host .. ":" .. peer_port) or nil, host, port)
 	local hook = pol:handshake_hook(conn, "client", ctx)
 	if hook then sess:set_hook(hook) end
 	local ok, herr, hcode = conn:handshake(opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT)
@@ -318,9 +316,7 @@ local function serve(server, sock, addr, port, handler)
 	local opts, pol, sess_opts = server.opts, server.policy, server.sess_opts
 	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
 	local sess = core.session(server.ctx, sess_opts)
-	local conn = stream.new(server.sched, sock, sess, {
-		role = "server", timeout = opts.timeout, peer = addr .. ":" .. port,
-	})
+	local conn = stream.new(server.sched, sock, sess, "server", opts.timeout, addr .. ":" .. port)
 	local co = coroutine.running()
 	server.conns[co] = conn -- for the error handler, should the handler fail
 	local hook = pol:handshake_hook(conn, "server", server.ctx)
@@ -387,7 +383,11 @@ function M.listen(opts, handler)
 	-- one error handler for every connection of this server: it closes the
 	-- connection whose handler failed, then reports
 	local on_error = opts.on_error or report
-	server.conns = setmetatable({}, { __mode = "k" })
+	-- coroutine -> connection, while its handler runs (serve and failed
+	-- take it out); what is left at stop() is closed then
+	server.conns = {}
+	s.listeners = s.listeners or setmetatable({}, { __mode = "k" })
+	s.listeners[server] = true
 	local function failed(msg, co)
 		local conn = server.conns[co]
 		server.conns[co] = nil
@@ -418,6 +418,12 @@ function stop(s, grace)
 	s:at_finish(function()
 		for conn in stream.each_open() do
 			if conn.sched == s then conn:close() end
+		end
+		for server in pairs(s.listeners or {}) do
+			for co, conn in pairs(server.conns) do
+				server.conns[co] = nil
+				conn:close()
+			end
 		end
 	end)
 	return s:stop(grace)

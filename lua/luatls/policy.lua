@@ -1096,10 +1096,13 @@ end
 -- of after it; the check after the handshake reuses those verdicts (a check
 -- function runs once).
 function Policy:handshake_hook(conn, role, ctx)
-	if #self.pin_sets == 0 and #self.issuer_sets == 0 and #self.identity_sets == 0 and
-		not self.min_key_bits and #self.checks == 0 then
-		return nil
+	local judged = self.judges_certificates
+	if judged == nil then -- a policy does not change: worked out once
+		judged = #self.pin_sets > 0 or #self.issuer_sets > 0 or #self.identity_sets > 0 or
+			self.min_key_bits ~= nil or #self.checks > 0
+		self.judges_certificates = judged
 	end
+	if not judged then return nil end
 	return function()
 		local ok, res, _, _, alert = self:enforce(conn, role, ctx, nil, nil, nil, true)
 		if not ok then return false, res, alert end

@@ -2,8 +2,8 @@
 -- yields to the scheduler; C only ever makes one non-blocking attempt.
 local errors = require "luatls.errors"
 
-local setmetatable, type, error, tostring, concat, min =
-	setmetatable, type, error, tostring, table.concat, math.min
+local setmetatable, getmetatable, type, error, tostring, concat, min =
+	setmetatable, getmetatable, type, error, tostring, table.concat, math.min
 local byte, find, sub = string.byte, string.find, string.sub
 
 local M = {}
@@ -11,10 +11,14 @@ local Stream = {}
 Stream.__index = Stream
 Stream.__name = "luatls.Connection"
 
-local live = setmetatable({}, { __mode = "k" }) -- open streams, for stop()
+-- Open client streams, for stop(). Weak: a client connection its user
+-- drops without closing is still collected. A server's connections are
+-- not here: their server holds them (see listen in init.lua), which costs
+-- the collector less than an ephemeron table entry per connection.
+local live = setmetatable({}, { __mode = "k" })
 
--- new(sched, sock, sess, { peer = "addr:port", host, port, role, timeout })
-function M.new(sched, sock, sess, opts)
+-- new(sched, sock, sess, role, timeout, peer ["addr:port"] [, host, port])
+function M.new(sched, sock, sess, role, timeout, peer, host, port)
 	-- The stream is its own io record (id, watcher, dir, co: see
 	-- Scheduler:io), so a connection is one table. The constructor names
 	-- the fields a server connection comes to have, which sizes the
@@ -25,15 +29,15 @@ function M.new(sched, sock, sess, opts)
 		sock = sock,
 		sess = sess,
 		buf = "",
-		peer = opts.peer,
-		role = opts.role,
-		timeout = opts.timeout,
+		peer = peer,
+		role = role,
+		timeout = timeout,
 		id = false, watcher = false, dir = false, co = nil,
 		closed = nil, policy_later = nil,
 	}, Stream)
 	sched:io(sock:fd(), "r", self)
-	if opts.host then self.host, self.port = opts.host, opts.port end
-	live[self] = true
+	if host then self.host, self.port = host, port end
+	if role == "client" then live[self] = true end
 	return self
 end
 
