@@ -133,4 +133,37 @@ describe("a luatls server", function()
 		assert.truthy(reported[1]:find("handler exploded", 1, true))
 		assert.truthy(reported[1]:find("traceback", 1, true))
 	end)
+
+	it("holds on to no connection once its handler has returned or failed", function()
+		local P = H.pki()
+		local seen = setmetatable({}, { __mode = "k" }) -- the server's connections
+		local left, held = H.run(function()
+			local opts = pair(P)
+			opts.on_error = function() end
+			local srv = assert(tls.listen(opts, function(conn)
+				seen[conn] = true
+				local line = conn:receive("*l")
+				if line == "boom" then error("handler exploded") end
+				conn:send(line .. "\n")
+			end))
+			local _, port = srv:address()
+			for _, word in ipairs { "boom", "fine", "fine" } do
+				local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+				conn:settimeout(5)
+				conn:send(word .. "\n")
+				conn:receive("*l")
+				conn:close()
+			end
+			tls.sleep(0.05) -- the last handler returns
+			local n = 0
+			for _ in pairs(srv.conns) do n = n + 1 end
+			collectgarbage()
+			collectgarbage()
+			local alive = 0
+			for _ in pairs(seen) do alive = alive + 1 end
+			return n, alive
+		end)
+		assert.equal(0, left)  -- the server's own map is empty
+		assert.equal(0, held)  -- and nothing else keeps them
+	end)
 end)
