@@ -497,6 +497,42 @@ local function idle(name, n, r)
 	stop(srv)
 end
 
+-- What one connection costs each layer, counted under cachegrind by
+-- bench/cost.sh for luatls and for the bare callback loop over the core
+-- (core_server.lua): a count that barely moves between runs, unlike the
+-- timings, in thousands of model cycles per connection (see README.md).
+local COST_LAYERS = { { "interpreter", "interpreter" }, { "luatls core", "core" }, { "libev", "libev" },
+	{ "malloc", "malloc" }, { "rest", "rest" }, { "total", "total" } }
+
+local function cost_lines()
+	if not have("valgrind") then
+		print("cost: valgrind is not installed, no cost lines")
+		return
+	end
+	local totals = {}
+	for _, srv in ipairs { { "luatls", "luatls_server.lua" }, { "core-loop", "core_server.lua" } } do
+		local out = sh(("OUT=%s N1=%d N2=%d sh %s %s"):format(q(TMP .. "/cost-" .. srv[1]),
+			QUICK and 50 or 100, QUICK and 200 or 600, q(SRC .. "/cost.sh"), q(SRC .. "/" .. srv[2])))
+		local fields = {}
+		for _, l in ipairs(COST_LAYERS) do
+			-- "layer  instructions  L1  LL  cost  share", the total line "total  cost"
+			local v = l[1] == "total" and out:match("\ntotal%s+(%d+)") or
+				out:match("\n" .. l[1]:gsub(" ", "%%s") .. "%s+%-?[%d.]+%s+%-?[%d.]+%s+%-?[%d.]+%s+(%-?[%d.]+)")
+			if not v then
+				print(("cost: %s failed: %s"):format(srv[1], (out:gsub("%s+$", ""):match("[^\n]*$"))))
+				fields = nil
+				break
+			end
+			fields[#fields + 1] = ("%s %.1f"):format(l[2], tonumber(v) / 1000)
+			if l[1] == "total" then totals[srv[1]] = tonumber(v) end
+		end
+		if fields then print(("cost handshake-ecdsa %s %s"):format(srv[1], table.concat(fields, " "))) end
+	end
+	if totals.luatls and totals["core-loop"] then
+		print(("cost handshake-ecdsa luatls/core-loop %.3f"):format(totals["core-loop"] / totals.luatls))
+	end
+end
+
 -- Main -------------------------------------------------------------------------
 
 local function rotate(list, k)
@@ -688,6 +724,7 @@ local function main()
 			print(("%s %s luatls/%s %.3f"):format(spec[1], spec[2], spec[5], value))
 		end
 	end
+	cost_lines()
 	io.stderr:write(("bench: %d s\n"):format(math.floor(now() - t0 + 0.5)))
 end
 
