@@ -6,9 +6,12 @@
 # run, so a change to the Lua layer worth 1 % shows; see bench/README.md
 # for what the counts do not see. Not part of `make bench`.
 #   SERVER   bench/luatls_server.lua (default), bench/sched_server.lua,
-#            bench/core_server.lua; OPTION... follow "notickets"
+#            bench/core_server.lua; OPTION... follow "notickets" (or
+#            "tickets" when MODE is resume)
 #   TREE     the checkout whose lua/ and core module to load (default: this one)
 #   N1, N2   handshakes of the two runs (100, 600): cost = difference / (N2 - N1)
+#   MODE     hs: full handshakes, tickets off (default); resume: each
+#            connection resumes with the ticket of the one before
 #   CONC     concurrent client connections (1: the most repeatable counts)
 #   TOP      also list the TOP costliest functions of our layers (0)
 # Needs valgrind and `make -C bench tools`.
@@ -18,6 +21,8 @@ root=$(dirname "$here")
 server=${1:-$here/luatls_server.lua}
 [ $# -gt 0 ] && shift
 tree=${TREE:-$root}
+mode=${MODE:-hs}
+case $mode in hs) tickets=notickets ;; resume) tickets=tickets ;; *) echo "cost.sh: MODE is hs or resume" >&2; exit 2 ;; esac
 n1=${N1:-100} n2=${N2:-600} conc=${CONC:-1}
 out=${OUT:-/tmp/luatls-cost}
 command -v valgrind >/dev/null || { echo "cost.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -35,11 +40,11 @@ export LUA_PATH="$tree/lua/?.lua;$tree/lua/?/init.lua;;" LUA_CPATH="$tree/build/
 run() { # N PORT FILE
 	valgrind --tool=cachegrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 \
 		--LL=524288,8,64 --cachegrind-out-file="$3" "$here/build/luaprof" "$server" "$2" \
-		"$out/pki/server-chain.pem" "$out/pki/server.key" 300 notickets $options >"$3.log" 2>&1 &
+		"$out/pki/server-chain.pem" "$out/pki/server.key" 300 $tickets $options >"$3.log" 2>&1 &
 	pid=$!
 	i=0
 	until ss -ltn | grep -q ":$2 " || [ $i -ge 150 ]; do sleep 0.2; i=$((i + 1)); done
-	"$here/build/loadgen" hs -p "$2" -c "$conc" -n "$1" -w 0 -t 240 >"$3.loadgen" || true
+	"$here/build/loadgen" "$mode" -p "$2" -c "$conc" -n "$1" -w 0 -t 240 >"$3.loadgen" || true
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
@@ -59,5 +64,5 @@ for f in small:$n1 big:$n2; do
 		exit 1
 	}
 done
-echo "server: $server $* (tree $tree)"
+echo "server: $server $tickets $* (tree $tree), $mode"
 lua5.4 "$here/cost.lua" "$out/interpreter.txt" "$out/small.cg" "$n1" "$out/big.cg" "$n2" "${TOP:-0}"
