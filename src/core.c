@@ -277,9 +277,34 @@ static int core_check_priority(lua_State *L)
 	return 1;
 }
 
+/* core.split_line(s, from) -> line, rest | nil: s up to its first "\n" at
+ * or after byte from (1-based), without the "\n" and a "\r" before it,
+ * and what follows it ("" when nothing does); nil when there is no "\n"
+ * from there on. The stream's receive("*l"): one call where find, byte
+ * and two subs would be four. */
+static int core_split_line(lua_State *L)
+{
+	size_t len, last;
+	const char *s = luaL_checklstring(L, 1, &len);
+	lua_Integer from = luaL_optinteger(L, 2, 1);
+	const char *nl;
+	if (from < 1)
+		from = 1;
+	if ((size_t)from > len ||
+	    (nl = (const char *)memchr(s + from - 1, '\n', len - (size_t)from + 1)) == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	last = (size_t)(nl - s); /* the line's length with a "\r" */
+	lua_pushlstring(L, s, last > 0 && s[last - 1] == '\r' ? last - 1 : last);
+	lua_pushlstring(L, nl + 1, len - last - 1);
+	return 2;
+}
+
 static const luaL_Reg core_functions[] = {
 	{"alert_name", core_alert_name},
 	{"check_priority", core_check_priority},
+	{"split_line", core_split_line},
 	{"strerror", core_strerror},
 	{NULL, NULL}
 };

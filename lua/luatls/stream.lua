@@ -1,10 +1,11 @@
 -- A TLS connection as a buffered, socket-like object. Every call that waits
 -- yields to the scheduler; C only ever makes one non-blocking attempt.
+local core = require "luatls.core"
 local errors = require "luatls.errors"
 
 local setmetatable, getmetatable, type, error, tostring, concat, min =
 	setmetatable, getmetatable, type, error, tostring, table.concat, math.min
-local byte, find, sub = string.byte, string.find, string.sub
+local sub, split_line = string.sub, core.split_line
 
 local M = {}
 local Stream = {}
@@ -131,7 +132,7 @@ end
 -- a number for that many bytes. prefix is put in front of what is read
 -- (and counts toward n). Failures: nil, message, code, partial. The
 -- deadline (the timeout) starts with the call, and is only read when the
--- call has to wait: a line already buffered costs a find and a sub.
+-- call has to wait: a line already buffered costs one call into C.
 function Stream:receive(pattern, prefix)
 	if getmetatable(self) ~= Stream or self.closed then check(self, "receive") end
 	if prefix ~= nil and type(prefix) ~= "string" then
@@ -141,17 +142,12 @@ function Stream:receive(pattern, prefix)
 	if pattern == nil or pattern == "*l" or pattern == "l" then
 		local from = 1
 		while true do
-			local buf = self.buf
-			local nl = find(buf, "\n", from, true)
-			if nl then
-				-- one new string in the usual case of a line per record
-				local last = nl - 1
-				if last > 0 and byte(buf, last) == 13 then last = last - 1 end
-				local line = sub(buf, 1, last)
-				self.buf = nl == #buf and "" or sub(buf, nl + 1)
+			local line, rest = split_line(self.buf, from)
+			if line then
+				self.buf = rest
 				return prefix and prefix .. line or line
 			end
-			from = #buf + 1
+			from = #self.buf + 1
 			if deadline == false then deadline = deadline_of(self) end
 			local ok, err, code = fill(self, deadline)
 			if not ok then return nil, err, code, (prefix or "") .. take(self, #self.buf) end
