@@ -9,6 +9,8 @@
 #            bench/core_server.lua; OPTION... follow "notickets" (or
 #            "tickets" when MODE is resume)
 #   TREE     the checkout whose lua/ and core module to load (default: this one)
+#   BEFORE   another checkout, counted at the same time (side by side, the
+#            two see the same timing; see bench/README.md) and printed after
 #   N1, N2   handshakes of the two runs (100, 600): cost = difference / (N2 - N1)
 #   MODE     hs: full handshakes, tickets off (default); resume: each
 #            connection resumes with the ticket of the one before
@@ -27,7 +29,8 @@ n1=${N1:-100} n2=${N2:-600} conc=${CONC:-1}
 out=${OUT:-/tmp/luatls-cost}
 command -v valgrind >/dev/null || { echo "cost.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 [ -x "$here/build/loadgen" ] || make --no-print-directory -C "$here" tools >/dev/null
-liblua=/usr/lib/x86_64-linux-gnu/liblua5.4.a
+liblua=$(ls /usr/lib/*/liblua5.4.a /usr/lib/liblua5.4.a 2>/dev/null | head -n 1)
+[ -n "$liblua" ] || { echo "cost.sh: needs liblua5.4.a (apt-get install liblua5.4-dev)" >&2; exit 2; }
 [ -x "$here/build/luaprof" ] || cc -O2 -g -I/usr/include/lua5.4 -o "$here/build/luaprof" \
 	"$here/luaprof.c" "$liblua" -lm -ldl -Wl,-E
 mkdir -p "$out"
@@ -49,6 +52,10 @@ run() { # N PORT FILE
 	wait "$pid" 2>/dev/null || true
 }
 options="$*"
+if [ -n "${BEFORE:-}" ]; then
+	TREE="$BEFORE" OUT="$out/before" BEFORE= sh "$0" "$server" "$@" >"$out/before.txt" 2>&1 &
+	before=$!
+fi
 port=$((22000 + $$ % 1500 * 2)) # two ports of its own: runs may go side by side
 for p in $port $((port + 1)); do
 	! ss -ltn | grep -q ":$p " || { echo "cost.sh: port $p is in use" >&2; exit 1; }
@@ -66,3 +73,8 @@ for f in small:$n1 big:$n2; do
 done
 echo "server: $server $tickets $* (tree $tree), $mode"
 lua5.4 "$here/cost.lua" "$out/interpreter.txt" "$out/small.cg" "$n1" "$out/big.cg" "$n2" "${TOP:-0}"
+if [ -n "${BEFORE:-}" ]; then
+	wait $before || true
+	echo
+	cat "$out/before.txt"
+fi

@@ -499,7 +499,7 @@ end
 
 -- What one connection costs each layer, counted under cachegrind by
 -- bench/cost.sh for luatls and for the bare callback loop over the core
--- (core_server.lua): a count that barely moves between runs, unlike the
+-- (core_server.lua), side by side: a count that moves far less than the
 -- timings, in thousands of model cycles per connection (see README.md).
 local COST_LAYERS = { { "interpreter", "interpreter" }, { "luatls core", "core" }, { "libev", "libev" },
 	{ "malloc", "malloc" }, { "rest", "rest" }, { "total", "total" } }
@@ -510,9 +510,19 @@ local function cost_lines()
 		return
 	end
 	local totals = {}
-	for _, srv in ipairs { { "luatls", "luatls_server.lua" }, { "core-loop", "core_server.lua" } } do
-		local out = sh(("OUT=%s N1=%d N2=%d sh %s %s"):format(q(TMP .. "/cost-" .. srv[1]),
-			QUICK and 50 or 100, QUICK and 200 or 600, q(SRC .. "/cost.sh"), q(SRC .. "/" .. srv[2])))
+	local servers = { { "luatls", "luatls_server.lua" }, { "core-loop", "core_server.lua" } }
+	-- side by side, so that both see the same timing (see README.md)
+	local cmd = {}
+	for _, srv in ipairs(servers) do
+		cmd[#cmd + 1] = ("OUT=%s N1=%d N2=%d sh %s %s >%s 2>&1 &"):format(q(TMP .. "/cost-" .. srv[1]),
+			QUICK and 50 or 100, QUICK and 200 or 600, q(SRC .. "/cost.sh"), q(SRC .. "/" .. srv[2]),
+			q(TMP .. "/cost-" .. srv[1] .. ".txt"))
+	end
+	sh(table.concat(cmd, " ") .. " wait")
+	for _, srv in ipairs(servers) do
+		local f = io.open(TMP .. "/cost-" .. srv[1] .. ".txt")
+		local out = f and f:read("a") or ""
+		if f then f:close() end
 		local fields = {}
 		for _, l in ipairs(COST_LAYERS) do
 			-- "layer  instructions  L1  LL  cost  share", the total line "total  cost"
