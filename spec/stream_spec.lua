@@ -197,6 +197,32 @@ describe("receive", function()
 	end)
 end)
 
+describe("core.split_line", function()
+	local split_line = require("luatls.core").split_line
+
+	it("returns the line without LF or CRLF, and the rest", function()
+		assert.same({ "ab", "cd" }, { split_line("ab\r\ncd") })
+		assert.same({ "ab", "" }, { split_line("ab\n") })
+		assert.same({ "", "x" }, { split_line("\nx") })
+		assert.same({ "a\rb", "" }, { split_line("a\rb\n") })
+	end)
+
+	it("searches from a position, and returns nil without a line end from there", function()
+		assert.same({ "a\nb", "" }, { split_line("a\nb\n", 3) })
+		assert.is_nil(split_line("abc"))
+		assert.is_nil(split_line(""))
+		assert.is_nil(split_line("ab\n", 4))
+	end)
+
+	it("raises for a non-string, a position below 1 or one that is not an integer", function()
+		assert.has_error(function() split_line(nil) end)
+		assert.has_error(function() split_line({}) end)
+		assert.error_matches(function() split_line("a\n", 0) end, "position must be 1 or more")
+		assert.has_error(function() split_line("a\n", 1.5) end)
+		assert.has_error(function() split_line("a\n", "x") end)
+	end)
+end)
+
 describe("send", function()
 	it("returns the index of the last byte sent", function()
 		local got, n = send_to(function(conn) return conn:send("hello") end)

@@ -286,10 +286,13 @@ static int core_split_line(lua_State *L)
 {
 	size_t len, last;
 	const char *s = luaL_checklstring(L, 1, &len);
-	lua_Integer from = luaL_optinteger(L, 2, 1);
+	lua_Integer from = 1;
 	const char *nl;
-	if (from < 1)
-		from = 1;
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_argcheck(L, lua_isinteger(L, 2), 2, "position must be an integer");
+		from = lua_tointeger(L, 2);
+		luaL_argcheck(L, from >= 1, 2, "position must be 1 or more");
+	}
 	if ((size_t)from > len ||
 	    (nl = (const char *)memchr(s + from - 1, '\n', len - (size_t)from + 1)) == NULL) {
 		lua_pushnil(L);
