@@ -305,6 +305,160 @@ describe("luatls.Watcher", function()
 	end)
 end)
 
+-- A server session over an accepted socket, and a client session over the
+-- socket that dialled it, both over loop lp; the client sends nothing yet.
+local function tls_pair(lp)
+	local P = H.pki()
+	local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+	local _, port = lsock:local_address()
+	local csock = assert(core.tcp_connect("127.0.0.1", port))
+	local lw = lp:io(1, lsock:fd(), "r")
+	lw:start(5)
+	assert.equal(1, lp:step(5, {}))
+	lw:close()
+	local ssock = assert(lsock:accept())
+	lsock:close()
+	local sctx = core.context("server")
+	assert(sctx:add_keypair(H.readfile(P .. "server-chain.pem"), H.readfile(P .. "server.key")))
+	local cctx = core.context("client")
+	assert(cctx:trust_pem(H.readfile(P .. "ca.pem")))
+	local sess = core.session(sctx, { fd = ssock:fd() })
+	local csess = core.session(cctx, { fd = csock:fd(), server_name = "localhost", hostname = "localhost" })
+	return sess, ssock, csess, csock
+end
+
+describe("an io watcher driving a server handshake (w:drive)", function()
+	it("makes the attempts itself and fires once the handshake is over, which sess:handshake() reports", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "w")
+		assert.is_false(w:drive(sess, 5)) -- no ClientHello yet: armed
+		assert.is_true(w:active())
+		local out, fired, client_done = {}, nil, false
+		for _ = 1, 200 do
+			if not client_done then client_done = csess:handshake() == true end
+			if lp:step(0.02, out) > 0 then fired = out[1] break end
+		end
+		assert.equal(9, fired) -- once, at the end: not for each flight
+		assert.is_true(client_done)
+		assert.is_false(w:active())
+		assert.is_true(sess:handshake())
+		assert.is_true(sess:handshake()) -- and stays done
+		assert.equal("TLS1.3", sess:info().version)
+		-- the watcher waits for writing again, as before the drive
+		w:start()
+		assert.equal(1, lp:step(1, out))
+		assert.equal(9, out[1])
+		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("reports a failed handshake through sess:handshake(), with the usual message and code", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.is_false(w:drive(sess, 5))
+		assert(csock:send("this is no TLS record, not at all\r\n"))
+		local out = {}
+		assert.equal(1, lp:step(5, out))
+		assert.equal(9, out[1])
+		local ok, msg, code = sess:handshake()
+		assert.is_nil(ok)
+		assert.is_string(msg)
+		assert.matches("^GNUTLS_E_", code)
+		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("fires as -id when the deadline passes first, and leaves the handshake to Lua", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.is_false(w:drive(sess, 0.05))
+		local out = {}
+		local n = 0
+		for _ = 1, 50 do
+			n = lp:step(0.1, out)
+			if n > 0 then break end
+		end
+		assert.equal(1, n)
+		assert.equal(-9, out[1])
+		assert.is_false(w:active())
+		local ok, _, code = sess:handshake() -- still waiting for the client
+		assert.is_nil(ok)
+		assert.equal("wantread", code)
+		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("returns nil for a session it cannot drive: a client's, one with a hook, one in memory", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.is_nil(w:drive(csess, 5))
+		sess:set_hook(function() return true end)
+		assert.is_nil(w:drive(sess, 5))
+		local P = H.pki()
+		local sctx = core.context("server")
+		assert(sctx:add_keypair(H.readfile(P .. "server-chain.pem"), H.readfile(P .. "server.key")))
+		local mem = core.session(sctx)
+		assert.is_nil(w:drive(mem, 5))
+		assert.is_false(w:active())
+		for _, o in ipairs { w, mem, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("raises for something that is not a session, a missing deadline or a watcher that is not an io watcher", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.matches("luatls.Session expected", H.error_of(w.drive, w, "session", 5), 1, true)
+		assert.matches("number expected", H.error_of(w.drive, w, sess), 1, true)
+		local t = lp:timer(2)
+		assert.matches("not an io watcher", H.error_of(t.drive, t, sess, 5), 1, true)
+		for _, o in ipairs { t, w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("lets go of a session closed while it drives, and a session lets go of a watcher closed first", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.is_false(w:drive(sess, 5))
+		sess:close()
+		csess:handshake() -- the ClientHello: the socket is ready, the session gone
+		local out = {}
+		assert.equal(1, lp:step(5, out))
+		assert.equal(9, out[1]) -- plain readiness
+		w:close()
+		ssock:close()
+		csess:close()
+		csock:close()
+
+		sess, ssock, csess, csock = tls_pair(lp)
+		w = lp:io(9, ssock:fd(), "r")
+		assert.is_false(w:drive(sess, 5))
+		w:close()
+		local server_done, client_done = false, false
+		for _ = 1, 200 do -- Lua makes the attempts now
+			if not client_done then client_done = csess:handshake() == true end
+			if not server_done then server_done = sess:handshake() == true end
+			if server_done and client_done then break end
+			lp:step(0.01, out)
+		end
+		assert.is_true(server_done)
+		assert.is_true(client_done)
+		for _, o in ipairs { sess, ssock, csess, csock } do o:close() end
+
+		-- and dropped without close, in either order
+		for _ = 1, 20 do
+			local s2, k2, c2, ck2 = tls_pair(lp)
+			local w2 = lp:io(9, k2:fd(), "r")
+			w2:drive(s2, 5)
+			c2:handshake()
+		end
+		collectgarbage("collect")
+		collectgarbage("collect")
+		lp:step(0.05, out)
+		lp:close()
+	end)
+end)
+
 describe("the scheduler", function()
 	it("raises from sleep outside a coroutine, saying it must run inside one", function()
 		loop.reset()

@@ -134,6 +134,70 @@ describe("a luatls server", function()
 		assert.truthy(reported[1]:find("traceback", 1, true))
 	end)
 
+	it("lets a handshake still in progress at tls.stop() finish within the grace period", function()
+		local P = H.pki()
+		-- the client is another process, which connects at once and starts
+		-- its handshake only once the server has been stopped: then no
+		-- coroutine of the server's is left, only the handshake
+		local script = H.tmpdir() .. "/late.lua"
+		H.writefile(script, [[
+			local socket = require "socket"
+			local tls = require "luatls"
+			local tcp = assert(socket.connect("127.0.0.1", tonumber(arg[1])))
+			socket.sleep(0.5)
+			local sess = assert(tls.session { role = "client", cafile = arg[2], server_name = "localhost" })
+			tcp:settimeout(0.05)
+			local deadline, closed = socket.gettime() + 10, false
+			local function exchange() -- sends what the session has, reads what came
+				local out = sess:drain()
+				if out and #out > 0 then assert(tcp:send(out)) end
+				local data, err, partial = tcp:receive(4096)
+				data = data or partial
+				if data and #data > 0 then sess:feed(data) end
+				closed = err == "closed"
+				assert(socket.gettime() < deadline, "no answer in time")
+			end
+			while not sess:handshake() do
+				if closed then print("closed in the handshake") os.exit(0) end
+				exchange()
+			end
+			assert(sess:send("late\n"))
+			local got = ""
+			while not got:find("\n") and not closed do
+				exchange()
+				repeat
+					local data = sess:recv()
+					got = got .. (data or "")
+				until not data
+			end
+			io.write("answer: ", got)
+		]])
+		local accepted, proc = H.run(function()
+			local srv = assert(tls.listen(pair(P), function(conn)
+				local line = conn:receive("*l")
+				conn:send(line .. "!\n")
+			end))
+			local _, port = srv:address()
+			local p = H.exec(interpreter .. " '" .. script .. "' " .. port .. " '" .. P .. "ca.pem'", true)
+			for _ = 1, 200 do
+				if srv.accepted > 0 then break end
+				tls.sleep(0.025)
+			end
+			tls.stop(5) -- the listener closes; the accept coroutine ends
+			return srv.accepted, p
+		end)
+		local rc
+		for _ = 1, 200 do
+			rc = proc.rc()
+			if rc then break end
+			H.sh("sleep 0.05")
+		end
+		proc.kill()
+		assert.equal(1, accepted)
+		assert.equal(0, rc, proc.output())
+		assert.equal("answer: late!\n", proc.output())
+	end)
+
 	it("holds on to no connection once its handler has returned or failed", function()
 		local P = H.pki()
 		local seen = setmetatable({}, { __mode = "k" }) -- the server's connections

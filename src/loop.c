@@ -43,6 +43,11 @@ typedef struct {
 		ev_watcher any;
 	} w;
 	ev_timer deadline; /* io watchers: armed by start(seconds) */
+	/* io watchers driving a handshake (w:drive): the session, until the
+	 * drive is over or it closes (then it clears this), and the events
+	 * the watcher had before, given back when the drive ends (0: none) */
+	void *drive;
+	int drive_events;
 } Watcher;
 
 static void loopcore_unref(LoopCore *lc)
@@ -71,12 +76,49 @@ static void mark_ready(LoopCore *lc, lua_Integer id)
 	lc->ready[lc->nready++] = id;
 }
 
+#define IO_EVENTS(w) ((w)->events & (EV_READ | EV_WRITE))
+
+/* Points an io watcher at other events, keeping it armed if it was. */
+static void io_retarget(struct ev_loop *loop, ev_io *w, int events)
+{
+	int active = ev_is_active(w);
+	if (IO_EVENTS(w) == events)
+		return;
+	ev_io_stop(loop, w);
+	ev_io_set(w, w->fd, events);
+	if (active)
+		ev_io_start(loop, w);
+}
+
+/* Ends a drive: the session is let go (if it has not ended the drive
+ * itself) and the watcher waits for the events it had before, which is
+ * what the Lua side knows of it. */
+static void end_drive(Watcher *wa)
+{
+	if (wa->drive != NULL)
+		luatls_session_undrive(wa->drive); /* clears wa->drive */
+	wa->drive = NULL;
+	if (wa->drive_events != 0)
+		io_retarget(wa->lc->loop, &wa->w.io, wa->drive_events);
+	wa->drive_events = 0;
+}
+
 /* io and timer watchers are one-shot: they stop when they fire, and Lua
- * starts them again when it waits again. */
+ * starts them again when it waits again. A watcher driving a handshake
+ * makes the next attempt itself (C only, no Lua: see w:drive) and fires
+ * when the handshake is over. */
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	Watcher *wa = (Watcher *)w->data;
 	(void)revents;
+	if (wa->drive != NULL) {
+		int more = luatls_session_advance(wa->drive);
+		if (more) {
+			io_retarget(loop, w, more == 2 ? EV_WRITE : EV_READ);
+			return;
+		}
+		end_drive(wa);
+	}
 	ev_io_stop(loop, w);
 	ev_timer_stop(loop, &wa->deadline);
 	mark_ready(wa->lc, wa->id);
@@ -87,6 +129,7 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	Watcher *wa = (Watcher *)w->data;
 	(void)revents;
 	ev_io_stop(loop, &wa->w.io);
+	end_drive(wa);
 	mark_ready(wa->lc, -wa->id);
 }
 
@@ -286,6 +329,7 @@ static int watcher_start(lua_State *L)
 	struct ev_loop *loop = wa->lc->loop;
 	switch (wa->kind) {
 	case W_IO:
+		end_drive(wa);
 		ev_io_start(loop, &wa->w.io);
 		ev_timer_stop(loop, &wa->deadline);
 		if (!lua_isnoneornil(L, 2)) {
@@ -312,6 +356,7 @@ static void watcher_stop_(Watcher *wa)
 	case W_IO:
 		ev_io_stop(loop, &wa->w.io);
 		ev_timer_stop(loop, &wa->deadline);
+		end_drive(wa);
 		break;
 	case W_TIMER:
 		ev_timer_stop(loop, &wa->w.timer);
@@ -338,10 +383,45 @@ static int watcher_set(lua_State *L)
 	int ev = io_events(L, 3);
 	if (wa->kind != W_IO)
 		return luaL_error(L, "set: not an io watcher");
-	ev_io_stop(wa->lc->loop, &wa->w.io);
-	ev_timer_stop(wa->lc->loop, &wa->deadline);
+	watcher_stop_(wa);
 	ev_io_set(&wa->w.io, fd, ev);
 	return 0;
+}
+
+/* w:drive(sess, seconds) -> true | false | nil: the io watcher drives the
+ * server handshake of sess on its own, retrying it inside ev_run whenever
+ * the socket is ready, and fires (its id) once the handshake is over, or
+ * (-id) when seconds pass first; sess:handshake() then reports how it
+ * ended. true: over at the first attempt, nothing armed; false: armed;
+ * nil: sess cannot be driven without Lua (a hook, a store, early data),
+ * so the caller makes the attempts itself. Stopping the watcher ends the
+ * drive; it then waits for the events it had before. */
+static int watcher_drive(lua_State *L)
+{
+	Watcher *wa = check_watcher(L, 1);
+	void *ss = luatls_session_driveable(L, 2);
+	double seconds = luaL_checknumber(L, 3);
+	int more;
+	if (wa->kind != W_IO)
+		return luaL_error(L, "drive: not an io watcher");
+	if (ss == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	watcher_stop_(wa);
+	wa->drive_events = IO_EVENTS(&wa->w.io);
+	more = luatls_session_drive(ss, &wa->drive);
+	if (!more) {
+		end_drive(wa);
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	io_retarget(wa->lc->loop, &wa->w.io, more == 2 ? EV_WRITE : EV_READ);
+	ev_io_start(wa->lc->loop, &wa->w.io);
+	ev_timer_set(&wa->deadline, seconds > 0. ? seconds : 0., 0.);
+	ev_timer_start(wa->lc->loop, &wa->deadline);
+	lua_pushboolean(L, 0);
+	return 1;
 }
 
 /* w:active() -> whether the watcher is armed */
@@ -393,6 +473,7 @@ static const luaL_Reg loop_meta[] = {
 static const luaL_Reg watcher_methods[] = {
 	{"active", watcher_active},
 	{"close", watcher_close},
+	{"drive", watcher_drive},
 	{"set", watcher_set},
 	{"start", watcher_start},
 	{"stop", watcher_stop},

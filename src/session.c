@@ -61,6 +61,12 @@ typedef struct {
 	char *hostname;    /* checked against the peer certificate */
 	char *server_name; /* SNI sent by a client */
 	luatls_resume rs;  /* resumption and early data (resume.c) */
+	/* A handshake driven by an io watcher (luatls_session_drive): the
+	 * watcher's pointer to this session, cleared by whichever of the two
+	 * goes first, and the result of the attempt that ended the drive,
+	 * held for the next sess:handshake(). */
+	void **driver;
+	int held, held_r, held_f, held_errno;
 } Session;
 
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
@@ -712,25 +718,13 @@ static int flight_failed(lua_State *L, Session *ss)
 			   strerror(errno));
 }
 
-/* sess:handshake() -> true | nil, message, code */
-static int session_handshake(lua_State *L)
+/* One handshake attempt: gnutls_handshake's result, with *f telling
+ * whether the flight it made went out (1), would block (0) or failed (-1,
+ * errno set). L runs the hook and the stores; NULL for a driven session,
+ * which has none. */
+static int attempt(Session *ss, lua_State *L, int *f)
 {
-	Session *ss = check_session(L, 1);
-	int r, f, tries = 0;
-	if (ss->fd >= 0 && ss->out.len > ss->out.off &&
-	    ss->state != S_FAILED) { /* the end of a flight, still to send */
-		f = flush_out(ss);
-		if (f == 0)
-			return luatls_wouldblock(L, 1);
-		if (f < 0)
-			return flight_failed(L, ss);
-	}
-	if (ss->state == S_OPEN) {
-		lua_pushboolean(L, 1);
-		return 1;
-	}
-	if (ss->state == S_FAILED)
-		return luatls_fail(L, "failed", "handshake: the session already failed");
+	int r, tries = 0;
 	luatls_resume_enter(L, &ss->rs);
 	ss->hook_L = L;
 	ss->corked = ss->fd >= 0;
@@ -747,9 +741,128 @@ static int session_handshake(lua_State *L)
 	ss->corked = 0;
 	ss->hook_L = NULL;
 	luatls_resume_leave(&ss->rs);
-	f = ss->fd >= 0 && ss->out.len > ss->out.off ? flush_out(ss) : 1;
-	if (r == 0) {
+	*f = ss->fd >= 0 && ss->out.len > ss->out.off ? flush_out(ss) : 1;
+	if (r == 0)
 		ss->state = S_OPEN;
+	return r;
+}
+
+static int is_again(int r)
+{
+	return r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED;
+}
+
+/* Whether an attempt that returned r with flight state f wants another,
+ * once the socket is ready: 0 no, else 1 for reading, 2 for writing. */
+static int wants_more(Session *ss, int r, int f)
+{
+	if (f < 0 || (r < 0 && !is_again(r)))
+		return 0;
+	if (f == 0)
+		return 2;
+	if (r == 0)
+		return 0;
+	return gnutls_record_get_direction(ss->s) ? 2 : 1;
+}
+
+static void undrive(Session *ss)
+{
+	if (ss->driver != NULL) {
+		*ss->driver = NULL;
+		ss->driver = NULL;
+	}
+}
+
+/* The session at arg i, if an io watcher may drive its handshake: a server
+ * session over a socket, in its handshake, with no Lua hook or store (the
+ * watcher runs inside ev_run, where no Lua runs). NULL otherwise. */
+void *luatls_session_driveable(lua_State *L, int i)
+{
+	Session *ss = check_session(L, i);
+	if (!ss->server || ss->fd < 0 || ss->state != S_NEW || ss->held ||
+	    ss->has_hook || ss->rs.cache || ss->rs.early_max > 0 ||
+	    ss->out.len > ss->out.off)
+		return NULL;
+	return ss;
+}
+
+/* Starts a drive: the watcher keeps its pointer to the session at *slot
+ * (cleared here should the session close first). Makes the first attempt:
+ * 0 when the handshake is over (its result held), else 1 or 2, the
+ * direction to wait for. */
+int luatls_session_drive(void *p, void **slot)
+{
+	Session *ss = (Session *)p;
+	undrive(ss);
+	*slot = ss;
+	ss->driver = slot;
+	return luatls_session_advance(ss);
+}
+
+/* The next attempt of a driven handshake, when its socket is ready: as
+ * luatls_session_drive. Over, the drive ends and the result is held. */
+int luatls_session_advance(void *p)
+{
+	Session *ss = (Session *)p;
+	int f, r, more;
+	if (ss->out.len > ss->out.off) { /* the end of a flight, still to send */
+		f = flush_out(ss);
+		if (f == 0)
+			return 2;
+		r = ss->state == S_OPEN ? 0 : GNUTLS_E_AGAIN;
+		if (f < 0 || r == 0)
+			goto over;
+	}
+	r = attempt(ss, NULL, &f);
+	more = wants_more(ss, r, f);
+	if (more)
+		return more;
+over:
+	ss->held = 1;
+	ss->held_r = r;
+	ss->held_f = f;
+	ss->held_errno = errno;
+	undrive(ss);
+	return 0;
+}
+
+/* The watcher stops driving (it closes, or is armed for something else). */
+void luatls_session_undrive(void *p)
+{
+	undrive((Session *)p);
+}
+
+/* sess:handshake() -> true | nil, message, code */
+static int session_handshake(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	int r, f;
+	if (ss->held) { /* the end of a drive: report its last attempt */
+		ss->held = 0;
+		r = ss->held_r;
+		f = ss->held_f;
+		errno = ss->held_errno;
+		goto report;
+	}
+	if (ss->driver != NULL) /* Lua takes over: the watcher stops trying */
+		undrive(ss);
+	if (ss->fd >= 0 && ss->out.len > ss->out.off &&
+	    ss->state != S_FAILED) { /* the end of a flight, still to send */
+		f = flush_out(ss);
+		if (f == 0)
+			return luatls_wouldblock(L, 1);
+		if (f < 0)
+			return flight_failed(L, ss);
+	}
+	if (ss->state == S_OPEN) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (ss->state == S_FAILED)
+		return luatls_fail(L, "failed", "handshake: the session already failed");
+	r = attempt(ss, L, &f);
+report:
+	if (r == 0) {
 		if (f == 0) /* done, once the last flight is out */
 			return luatls_wouldblock(L, 1);
 		if (f < 0)
@@ -1215,6 +1328,7 @@ static int session_close(lua_State *L)
 	if (ss->state == S_CLOSED && ss->s == NULL)
 		return 1;
 	ss->state = S_CLOSED;
+	undrive(ss);
 	if (ss->s != NULL) {
 		gnutls_deinit(ss->s);
 		ss->s = NULL;

@@ -311,7 +311,84 @@ local function report(msg)
 	io.stderr:write("luatls: connection handler failed: ", msg, "\n")
 end
 
--- Serves one accepted socket: handshake, then the user's handler.
+-- Runs the user's handler on an established connection, in its own
+-- coroutine; closes the connection when the handler returns.
+local function run_handler(server, conn, handler)
+	handler(conn)
+	server.conns[coroutine.running()] = nil
+	if not conn.closed then conn:close() end
+end
+
+-- The end of a server handshake made by watch() (see start_handshake):
+-- the policy's verdict, then the handler's coroutine, or the failure.
+local function handshake_done(server, conn, ok, err, code)
+	local s = server.sched
+	ok, err, code = server.policy:enforce(conn, "server", server.ctx, ok, err, code)
+	if not ok then
+		conn:abort()
+		server.handshake_failures = server.handshake_failures + 1
+		local on_failure = server.opts.on_handshake_error
+		-- in a coroutine, as the handler would be: it may wait (to log, say)
+		if on_failure then s:spawn(on_failure, server.failed, err, code, conn.peer) end
+		return
+	end
+	local co = s:spawn(run_handler, server.failed, server, conn, server.handler)
+	server.conns[co] = conn
+end
+
+-- One attempt at a server handshake, made when its socket is ready: waits
+-- again, or finishes. server.conns holds the connection with its deadline
+-- while the handshake runs.
+local function handshake_step(server, conn, timed_out)
+	local s = server.sched
+	local ok, err, code
+	if timed_out then
+		err, code = stream.handshake_timeout(conn, "timeout")
+	else
+		ok, err, code = conn.sess:handshake()
+		if not ok then
+			if code == "wantread" or code == "wantwrite" then
+				s:watch(conn, code == "wantwrite" and "w" or "r", server.conns[conn], server.step)
+				return
+			end
+			err, code = stream.handshake_failure(conn, err, code)
+		end
+	end
+	s:unwatch(conn)
+	server.conns[conn] = nil
+	s:release()
+	handshake_done(server, conn, ok, err, code)
+end
+
+-- Starts the handshake of an accepted socket. It needs no coroutine: each
+-- attempt runs as a callback of the scheduler (outside ev_run) when the
+-- socket is ready, and the handler's coroutine starts once it is done,
+-- which spares every connection a coroutine switch and a wake-up. A
+-- policy that judges certificates (which may run the user's check
+-- functions) or early data keeps a coroutine from the start: see serve.
+local function start_handshake(server, sock, addr, port)
+	local s, sess_opts = server.sched, server.sess_opts
+	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
+	local sess = core.session(server.ctx, sess_opts)
+	local conn = stream.new(s, sock, sess, "server", server.opts.timeout, addr .. ":" .. port)
+	local seconds = server.opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT
+	server.conns[conn] = s:now() + seconds
+	s:hold()
+	-- the watcher makes the attempts in C, as the socket becomes ready,
+	-- and fires once the handshake is over (or past its deadline); a
+	-- session it cannot drive (one that runs Lua in its handshake) gets
+	-- its attempts from handshake_step
+	local armed = conn.watcher:drive(sess, seconds)
+	if armed == false then
+		s:watching(conn, server.step)
+	else
+		server.step(conn, false)
+	end
+end
+
+-- Serves one accepted socket in a coroutine: handshake, then the user's
+-- handler (policies with certificate rules or early data; see
+-- start_handshake for the others).
 local function serve(server, sock, addr, port, handler)
 	local opts, pol, sess_opts = server.opts, server.policy, server.sess_opts
 	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
@@ -384,7 +461,8 @@ function M.listen(opts, handler)
 	-- connection whose handler failed, then reports
 	local on_error = opts.on_error or report
 	-- coroutine -> connection, while its handler runs (serve and failed
-	-- take it out); what is left at stop() is closed then
+	-- take it out), and connection -> deadline while its handshake runs
+	-- (start_handshake); what is left at stop() is closed then
 	server.conns = {}
 	s.listeners = s.listeners or setmetatable({}, { __mode = "k" })
 	s.listeners[server] = true
@@ -394,12 +472,33 @@ function M.listen(opts, handler)
 		if conn then conn:abort() end
 		on_error(msg)
 	end
+	server.failed, server.handler = failed, handler
+	-- handshakes without a coroutine, where the policy allows (see
+	-- start_handshake); their steps run under pcall, so that a failure in
+	-- one (a bug, or the policy's) ends that connection, not the loop
+	local in_coroutine = pol:judges_certificates() or type(pol.early_data) == "table"
+	function server.step(conn, timed_out)
+		local ok, e = pcall(handshake_step, server, conn, timed_out)
+		if not ok then
+			if server.conns[conn] then
+				server.conns[conn] = nil
+				s:release()
+			end
+			s:unwatch(conn)
+			conn:abort()
+			on_error("handshake with " .. tostring(conn.peer) .. ": " .. tostring(e))
+		end
+	end
 	s:spawn(function()
 		while not server.closed do
 			local sock, addr, cport = lsock:accept()
 			if sock then
 				server.accepted = server.accepted + 1
-				s:spawn(serve, failed, server, sock, addr, cport, handler)
+				if in_coroutine then
+					s:spawn(serve, failed, server, sock, addr, cport, handler)
+				else
+					start_handshake(server, sock, addr, cport)
+				end
 			elseif cport == "wantread" then
 				s:wait_io(server.rec, "r", nil)
 			elseif not server.closed then
@@ -420,9 +519,11 @@ function stop(s, grace)
 			if conn.sched == s then conn:close() end
 		end
 		for server in pairs(s.listeners or {}) do
-			for co, conn in pairs(server.conns) do
-				server.conns[co] = nil
-				conn:close()
+			-- coroutine -> connection, and connection -> deadline for
+			-- a handshake in progress
+			for k, v in pairs(server.conns) do
+				server.conns[k] = nil
+				if type(v) == "number" then k:abort() else v:close() end
 			end
 		end
 	end)

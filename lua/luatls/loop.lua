@@ -186,6 +186,46 @@ function Scheduler:wait_io(rec, dir, deadline)
 	return true
 end
 
+-- Calls fn(rec, timed_out) once, outside ev_run, when the io record is
+-- ready for dir (timed_out false) or when the (absolute) deadline passes
+-- first (true): a wait without a coroutine, for work that needs none (a
+-- server's handshakes, see listen in init.lua). Until unwatch(rec), the
+-- record is the scheduler's, as it is while a coroutine waits on it.
+function Scheduler:watch(rec, dir, deadline, fn)
+	local w = rec.watcher
+	if rec.dir ~= dir then
+		w:set(nil, dir)
+		rec.dir = dir
+	end
+	rec.fn = fn
+	local left = deadline - self:now()
+	w:start(left > 0 and left or 0)
+	self.by_id[rec.id] = rec
+end
+
+-- The same for a record whose watcher has been armed already (by
+-- w:drive, say): fn(rec, timed_out) when it fires.
+function Scheduler:watching(rec, fn)
+	rec.fn = fn
+	self.by_id[rec.id] = rec
+end
+
+function Scheduler:unwatch(rec)
+	rec.fn = nil
+	self.by_id[rec.id] = nil
+	if rec.watcher then rec.watcher:stop() end
+end
+
+-- Work in progress that is no coroutine (a watch) keeps run() going
+-- like a live coroutine does: hold() when it starts, release() when done.
+function Scheduler:hold()
+	self.live = self.live + 1
+end
+
+function Scheduler:release()
+	self.live = self.live - 1
+end
+
 -- Suspends co until resumed with a reason; arms the deadline if any.
 function Scheduler:suspend(co, deadline)
 	self.seq = self.seq + 1
@@ -218,9 +258,15 @@ end
 -- The body of every spawned coroutine: runs one function, then offers
 -- itself for the next spawn. A coroutine that has grown its stack for a
 -- connection keeps it for the next one instead of being made, grown and
--- collected again; one whose function fails dies as usual.
+-- collected again; one whose function fails dies as usual. The wait for
+-- the next function is a tail call, so that a parked coroutine holds
+-- nothing of the last one (its arguments, say a connection).
+local park
 local function body(fn, ...)
 	fn(...)
+	return park()
+end
+function park()
 	return body(coroutine.yield(DONE))
 end
 
@@ -333,7 +379,7 @@ function Scheduler:step(max_wait)
 		local rec = by_id[id < 0 and -id or id] -- -id: an io wait's deadline
 		if rec then
 			if rec.fn then
-				rec.fn()
+				rec.fn(rec, id < 0)
 			else
 				local co = rec.co
 				if co then

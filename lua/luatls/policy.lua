@@ -1089,6 +1089,19 @@ function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake, now)
 	return nil, refusal(failed), "policy", verdicts, alert
 end
 
+-- p:judges_certificates() -> whether a rule looks at the peer's
+-- certificates (pins, issuers, identities, key sizes, check functions):
+-- such a policy has a handshake hook, and its checks may run user code.
+function Policy:judges_certificates()
+	local judged = self.judges
+	if judged == nil then -- a policy does not change: worked out once
+		judged = #self.pin_sets > 0 or #self.issuer_sets > 0 or #self.identity_sets > 0 or
+			self.min_key_bits ~= nil or #self.checks > 0
+		self.judges = judged
+	end
+	return judged
+end
+
 -- p:handshake_hook(conn, role [, ctx]) -> a function for sess:set_hook, or
 -- nil when no rule looks at certificates. The hook judges the certificate
 -- rules inside the handshake, once the peer's certificate has passed
@@ -1096,13 +1109,7 @@ end
 -- of after it; the check after the handshake reuses those verdicts (a check
 -- function runs once).
 function Policy:handshake_hook(conn, role, ctx)
-	local judged = self.judges_certificates
-	if judged == nil then -- a policy does not change: worked out once
-		judged = #self.pin_sets > 0 or #self.issuer_sets > 0 or #self.identity_sets > 0 or
-			self.min_key_bits ~= nil or #self.checks > 0
-		self.judges_certificates = judged
-	end
-	if not judged then return nil end
+	if not self:judges_certificates() then return nil end
 	return function()
 		local ok, res, _, _, alert = self:enforce(conn, role, ctx, nil, nil, nil, true)
 		if not ok then return false, res, alert end

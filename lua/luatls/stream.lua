@@ -20,7 +20,7 @@ local live = setmetatable({}, { __mode = "k" })
 
 -- new(sched, sock, sess, role, timeout, peer ["addr:port"] [, host, port])
 function M.new(sched, sock, sess, role, timeout, peer, host, port)
-	-- The stream is its own io record (id, watcher, dir, co: see
+	-- The stream is its own io record (id, watcher, dir, co, fn: see
 	-- Scheduler:io), so a connection is one table. The constructor names
 	-- the fields a server connection comes to have, which sizes the
 	-- table once for its whole life: a field added later (closed, or the
@@ -33,7 +33,7 @@ function M.new(sched, sock, sess, role, timeout, peer, host, port)
 		peer = peer,
 		role = role,
 		timeout = timeout,
-		id = false, watcher = false, dir = false, co = nil,
+		id = false, watcher = false, dir = false, co = nil, fn = nil,
 		closed = nil, policy_later = nil,
 	}, Stream)
 	sched:io(sock:fd(), "r", self)
@@ -76,6 +76,20 @@ local function await(self, code, deadline, doing)
 	return nil, (doing .. ": timeout" .. (self.peer and (", " .. self.peer .. " sent nothing in time") or "")), "timeout"
 end
 
+-- The failure of a handshake attempt (sess:handshake()'s err, code), for
+-- a person: message, code.
+function M.handshake_failure(self, err, code)
+	return errors.handshake(err, code, {
+		role = self.role, host = self.host, port = self.port,
+		peer = self.peer, session = self.sess })
+end
+
+-- A handshake that did not finish in time: message, code.
+function M.handshake_timeout(self, code)
+	return "handshake timeout: " .. (self.role == "server" and "the client " or "the server ") ..
+		(self.peer or "") .. " did not complete the TLS handshake in time", code
+end
+
 -- Runs the handshake until done, failed or past the deadline.
 function Stream:handshake(seconds)
 	check(self, "handshake")
@@ -84,15 +98,11 @@ function Stream:handshake(seconds)
 		local ok, err, code = self.sess:handshake()
 		if ok then return self end
 		if code ~= "wantread" and code ~= "wantwrite" then
-			local msg, c = errors.handshake(err, code, {
-				role = self.role, host = self.host, port = self.port,
-				peer = self.peer, session = self.sess })
-			return nil, msg, c
+			return nil, M.handshake_failure(self, err, code)
 		end
 		local waited, werr, wcode = await(self, code, deadline, "handshake")
 		if not waited then
-			return nil, "handshake timeout: " .. (self.role == "server" and "the client " or "the server ") ..
-				(self.peer or "") .. " did not complete the TLS handshake in time", wcode or werr
+			return nil, M.handshake_timeout(self, wcode or werr)
 		end
 	end
 end
