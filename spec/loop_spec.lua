@@ -505,6 +505,22 @@ describe("the scheduler", function()
 		assert.same({ 0, 0.02, 0.04, 0.06 }, order)
 	end)
 
+	it("ends run() when stop()'s grace is over, when stop() came from a coroutine and nothing else wakes", function()
+		loop.reset()
+		local s = loop.default()
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local rec = s:io(lsock:fd(), "r")
+		s:spawn(function() s:wait_io(rec, "r", nil) end) -- no one connects
+		s:spawn(function() s:stop(0.05) end)
+		local t0 = s:now()
+		assert.is_true(s:run(t0 + 20))
+		-- at the end of the grace, not when the wait for events ran out
+		assert.is_true(s:now() - t0 < 10)
+		s:close_watcher(rec)
+		lsock:close()
+		loop.reset()
+	end)
+
 	it("returns from run once every coroutine has finished", function()
 		loop.reset()
 		local done = 0

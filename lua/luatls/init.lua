@@ -295,6 +295,7 @@ function Server:close()
 	self.closed = true
 	local s = self.sched
 	s:close_watcher(self.rec)
+	s:release() -- held since listen
 	self.sock:close()
 	s.servers = s.servers - 1
 	if s.servers == 0 and s.signal_recs then
@@ -314,8 +315,10 @@ end
 -- Runs the user's handler on an established connection, in its own
 -- coroutine; closes the connection when the handler returns.
 local function run_handler(server, conn, handler)
+	local co = coroutine.running()
+	server.conns[co] = conn -- for the error handler, should the handler fail
 	handler(conn)
-	server.conns[coroutine.running()] = nil
+	server.conns[co] = nil
 	if not conn.closed then conn:close() end
 end
 
@@ -332,8 +335,7 @@ local function handshake_done(server, conn, ok, err, code)
 		if on_failure then s:spawn(on_failure, server.failed, err, code, conn.peer) end
 		return
 	end
-	local co = s:spawn(run_handler, server.failed, server, conn, server.handler)
-	server.conns[co] = conn
+	s:start(run_handler, server.failed, server, conn, server.handler)
 end
 
 -- One attempt at a server handshake, made when its socket is ready: waits
@@ -489,7 +491,10 @@ function M.listen(opts, handler)
 			on_error("handshake with " .. tostring(conn.peer) .. ": " .. tostring(e))
 		end
 	end
-	s:spawn(function()
+	-- Accepting needs no coroutine either: the listening socket's watcher
+	-- calls back when connections wait. An open server holds run() open
+	-- (until close).
+	local function accept_all(rec)
 		while not server.closed do
 			local sock, addr, cport = lsock:accept()
 			if sock then
@@ -500,14 +505,21 @@ function M.listen(opts, handler)
 					start_handshake(server, sock, addr, cport)
 				end
 			elseif cport == "wantread" then
-				s:wait_io(server.rec, "r", nil)
-			elseif not server.closed then
+				s:watch(rec, "r", nil, accept_all)
+				return
+			else
 				-- out of file descriptors and the like: back off, keep serving
 				io.stderr:write("luatls: accept failed: ", tostring(addr), "\n")
-				s:sleep(0.1)
+				s:spawn(function()
+					s:sleep(0.1)
+					accept_all(rec)
+				end)
+				return
 			end
 		end
-	end)
+	end
+	s:hold()
+	s:watch(server.rec, "r", nil, accept_all)
 	return server
 end
 

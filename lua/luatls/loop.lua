@@ -187,8 +187,8 @@ function Scheduler:wait_io(rec, dir, deadline)
 end
 
 -- Calls fn(rec, timed_out) once, outside ev_run, when the io record is
--- ready for dir (timed_out false) or when the (absolute) deadline passes
--- first (true): a wait without a coroutine, for work that needs none (a
+-- ready for dir (timed_out false) or when the (absolute) deadline, if
+-- any, passes first (true): a wait without a coroutine, for work that needs none (a
 -- server's handshakes, see listen in init.lua). Until unwatch(rec), the
 -- record is the scheduler's, as it is while a coroutine waits on it.
 function Scheduler:watch(rec, dir, deadline, fn)
@@ -198,8 +198,12 @@ function Scheduler:watch(rec, dir, deadline, fn)
 		rec.dir = dir
 	end
 	rec.fn = fn
-	local left = deadline - self:now()
-	w:start(left > 0 and left or 0)
+	if deadline then
+		local left = deadline - self:now()
+		w:start(left > 0 and left or 0)
+	else
+		w:start()
+	end
 	self.by_id[rec.id] = rec
 end
 
@@ -292,7 +296,28 @@ function Scheduler:spawn(fn, on_error, ...)
 	return co
 end
 
-local function resume(self, co, ...)
+local resume
+
+-- Runs fn(...) in a coroutine at once, as spawn would on its next turn:
+-- for callbacks of the scheduler (see watch) that start a coroutine, which
+-- spares it a turn in the run queue.
+function Scheduler:start(fn, on_error, ...)
+	local pool = self.pool
+	local n = #pool
+	local co
+	if n > 0 then
+		co = pool[n]
+		pool[n] = nil
+	else
+		co = coroutine.create(body)
+	end
+	self.live = self.live + 1
+	if on_error then self.handlers[co] = on_error end
+	resume(self, co, fn, ...)
+	return co
+end
+
+function resume(self, co, ...)
 	local ok, res = coroutine.resume(co, ...)
 	if ok and res == WAIT then return end -- the usual case: waiting again
 	if ok and res == DONE then
@@ -369,6 +394,13 @@ function Scheduler:step(max_wait)
 			if timeout < 0 then timeout = 0 end
 		end
 		if max_wait and (timeout == nil or timeout > max_wait) then timeout = max_wait end
+		-- stop() may have come from the coroutines just run
+		local stop_at = self.stop_deadline
+		if stop_at then
+			local left = stop_at - self:now()
+			if left < 0 then left = 0 end
+			if timeout == nil or timeout > left then timeout = left end
+		end
 	end
 	local fired = self.fired
 	local n = self.ev:step(timeout, fired)
