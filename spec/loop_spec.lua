@@ -39,11 +39,15 @@ describe("luatls.Loop", function()
 		lp:close()
 	end)
 
-	it("returns 0 from a step with nothing ready", function()
+	it("returns 0 from a step with nothing ready, and the loop's time after the wait", function()
 		local lp = core.loop { new = true }
 		local out = {}
 		assert.equal(0, lp:step(0, out))
-		assert.equal(0, lp:step(0.02, out))
+		local before = lp:now()
+		local n, now = lp:step(0.02, out)
+		assert.equal(0, n)
+		assert.is_true(now >= before + 0.015) -- the wait is in it
+		assert.is_true(now <= lp:now())
 		assert.is_nil(out[1])
 		lp:close()
 	end)

@@ -310,6 +310,15 @@ describe("send", function()
 		assert.equal("789", got)
 	end)
 
+	it("sends nothing for an empty string or an empty range, and returns the last index sent", function()
+		local got, n = send_to(function(conn)
+			local a, b = conn:send(""), conn:send("0123456789", 6, 5)
+			return (a == 0 and b == 5) and conn:send("x") or nil
+		end)
+		assert.equal(1, n)
+		assert.equal("x", got)
+	end)
+
 	it("raises for data that is not a string, naming the argument", function()
 		local _, err = send_to(function(conn) return H.error_of(conn.send, conn, {}) end)
 		assert.matches("#1", err, 1, true)

@@ -260,9 +260,10 @@ static int loop_signal(lua_State *L)
 	return 1;
 }
 
-/* loop:step(timeout, ready) -> n: waits for events at most timeout seconds
- * (nil: until one arrives, 0: poll), stores the ids of the watchers that
- * fired in ready[1..n]: -id for an io watcher whose deadline passed. */
+/* loop:step(timeout, ready) -> n, now: waits for events at most timeout
+ * seconds (nil: until one arrives, 0: poll), stores the ids of the
+ * watchers that fired in ready[1..n] (-id for an io watcher whose deadline
+ * passed), and returns their number and the loop's time after the wait. */
 static int loop_step(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
@@ -289,7 +290,8 @@ static int loop_step(lua_State *L)
 		return luaL_error(L, "out of memory recording ready watchers");
 	}
 	lua_pushinteger(L, (lua_Integer)n);
-	return 1;
+	lua_pushnumber(L, ev_now(lc->loop));
+	return 2;
 }
 
 /* loop:now() -> the loop's idea of the current time, in seconds */

@@ -322,7 +322,7 @@ local function run_handler(server, conn, handler)
 	if not conn.closed then conn:close() end
 end
 
--- The end of a server handshake made by watch() (see start_handshake):
+-- The end of a server handshake started by start_handshake:
 -- the policy's verdict, then the handler's coroutine, or the failure.
 local function handshake_done(server, conn, ok, err, code)
 	local s = server.sched

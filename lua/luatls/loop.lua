@@ -403,7 +403,7 @@ function Scheduler:step(max_wait)
 		end
 	end
 	local fired = self.fired
-	local n = self.ev:step(timeout, fired)
+	local n, now = self.ev:step(timeout, fired)
 	local by_id = self.by_id
 	for i = 1, n do
 		local id = fired[i]
@@ -421,7 +421,7 @@ function Scheduler:step(max_wait)
 			end
 		end
 	end
-	expire(self, self:now())
+	expire(self, now)
 	return true
 end
 

@@ -213,37 +213,43 @@ function Stream:send(data, i, j)
 		error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
 	end
 	local len = #data
-	i, j = i or 1, j or len
-	if type(i) ~= "number" then error("bad argument #2 to 'send' (number expected)", 2) end
-	if type(j) ~= "number" then error("bad argument #3 to 'send' (number expected)", 2) end
-	-- negative positions count from the end, as in string.sub
-	if i < 0 then i = len + i + 1 end
-	if j < 0 then j = len + j + 1 end
-	if i < 1 then i = 1 end
-	if j > len then j = len end
-	if i > j then return i - 1 end
+	local s, first, last = data, 1, len -- what goes out, from data[first..last]
+	if i ~= nil or j ~= nil then
+		i, j = i or 1, j or len
+		if type(i) ~= "number" then error("bad argument #2 to 'send' (number expected)", 2) end
+		if type(j) ~= "number" then error("bad argument #3 to 'send' (number expected)", 2) end
+		-- negative positions count from the end, as in string.sub
+		if i < 0 then i = len + i + 1 end
+		if j < 0 then j = len + j + 1 end
+		if i < 1 then i = 1 end
+		if j > len then j = len end
+		if i > j then return i - 1 end
+		if i ~= 1 or j ~= len then s = sub(data, i, j) end
+		first, last = i, j
+	elseif len == 0 then
+		return 0
+	end
 	local deadline = false -- read when the call first has to wait
 	if self.pending then
 		deadline = deadline_of(self)
 		local ok, err, code = self.pending(self, deadline)
-		if not ok then return nil, err, code, i - 1 end
+		if not ok then return nil, err, code, first - 1 end
 	end
-	local s = (i == 1 and j == len) and data or sub(data, i, j)
-	local pos, last = 1, #s
-	while pos <= last do
+	local pos, n_s = 1, #s
+	while pos <= n_s do
 		local n, err, code = self.sess:send(s, pos)
 		if n then
 			pos = pos + n
 		elseif code == "wantread" or code == "wantwrite" then
 			if deadline == false then deadline = deadline_of(self) end
 			local ok, werr, wcode = await(self, code, deadline, "send")
-			if not ok then return nil, werr, wcode, i + pos - 2 end
+			if not ok then return nil, werr, wcode, first + pos - 2 end
 		else
 			local msg, c = errors.failure(err, code, self)
-			return nil, msg, c, i + pos - 2
+			return nil, msg, c, first + pos - 2
 		end
 	end
-	return j
+	return last
 end
 
 -- Sends close_notify (bounded by the timeout, at most 2 s when none is
