@@ -311,7 +311,7 @@ end)
 
 -- A server session over an accepted socket, and a client session over the
 -- socket that dialled it, both over loop lp; the client sends nothing yet.
-local function tls_pair(lp)
+local function tls_pair(lp, server_options, client_priority)
 	local P = H.pki()
 	local lsock = assert(core.tcp_listen("127.0.0.1", 0))
 	local _, port = lsock:local_address()
@@ -326,9 +326,23 @@ local function tls_pair(lp)
 	assert(sctx:add_keypair(H.readfile(P .. "server-chain.pem"), H.readfile(P .. "server.key")))
 	local cctx = core.context("client")
 	assert(cctx:trust_pem(H.readfile(P .. "ca.pem")))
-	local sess = core.session(sctx, { fd = ssock:fd() })
+	if client_priority then assert(cctx:priority(client_priority)) end
+	local sopts = { fd = ssock:fd() }
+	for k, v in pairs(server_options or {}) do sopts[k] = v end
+	local sess = core.session(sctx, sopts)
 	local csess = core.session(cctx, { fd = csock:fd(), server_name = "localhost", hostname = "localhost" })
 	return sess, ssock, csess, csock
+end
+
+-- Runs the client's handshake and the loop until the watcher fires:
+-- returns what it fired as, and whether the client finished.
+local function until_fired(lp, csess)
+	local out, client_done = {}, false
+	for _ = 1, 200 do
+		if not client_done then client_done = csess:handshake() == true end
+		if lp:step(0.02, out) > 0 then return out[1], client_done end
+	end
+	return nil, client_done
 end
 
 describe("an io watcher driving a server handshake (w:drive)", function()
@@ -354,6 +368,56 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		assert.equal(1, lp:step(1, out))
 		assert.equal(9, out[1])
 		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("waits for the direction it is given before its first attempt", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock = tls_pair(lp)
+		local w = lp:io(9, ssock:fd(), "r")
+		assert.is_false(w:drive(sess, 5, "r"))
+		assert.is_true(w:active())
+		local fired, client_done = until_fired(lp, csess)
+		assert.equal(9, fired)
+		assert.is_true(client_done)
+		assert.is_true(sess:handshake())
+		assert.matches("invalid option 'x'", H.error_of(w.drive, w, sess, 5, "x"), 1, true)
+		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+	end)
+
+	it("drives a session with a session store only once the ClientHello is answered with TLS 1.3", function()
+		local calls = 0
+		local store = {
+			get = function() calls = calls + 1 end,
+			set = function() calls = calls + 1 return true end,
+			delete = function() calls = calls + 1 return true end,
+		}
+		local lp = core.loop { new = true }
+		for _, version in ipairs { "TLS1.3", "TLS1.2" } do
+			local sess, ssock, csess, csock = tls_pair(lp, { session_cache = store },
+				"NORMAL:-VERS-ALL:+VERS-" .. version)
+			local w = lp:io(9, ssock:fd(), "r")
+			assert.is_nil(w:drive(sess, 5)) -- the store may be needed: Lua's attempt first
+			-- until the server has answered the ClientHello
+			for _ = 1, 200 do
+				csess:handshake()
+				local _, _, code = sess:handshake()
+				assert.equal("wantread", code)
+				if #sess:offered().suites > 0 then break end
+				lp:step(0.01, {})
+			end
+			assert.is_true(#sess:offered().suites > 0)
+			if version == "TLS1.3" then
+				assert.is_false(w:drive(sess, 5, "r")) -- TLS 1.3 never calls the store
+				assert.equal(9, (until_fired(lp, csess)))
+				assert.is_true(sess:handshake())
+				assert.equal("TLS1.3", sess:info().version)
+				assert.equal(0, calls)
+			else
+				assert.is_nil(w:drive(sess, 5, "r")) -- TLS 1.2 may: Lua goes on
+			end
+			for _, o in ipairs { w, sess, ssock, csess, csock } do o:close() end
+		end
+		lp:close()
 	end)
 
 	it("reports a failed handshake through sess:handshake(), with the usual message and code", function()

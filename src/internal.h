@@ -132,12 +132,13 @@ gnutls_session_t luatls_check_session(lua_State *L, int i, luatls_resume **rs,
 void luatls_open_resume(lua_State *L);
 
 /* A server handshake driven by an io watcher (session.c for loop.c): the
- * Session at arg i if it can be driven without Lua, else NULL; the first
- * attempt, with the watcher's slot for the session; the next ones. Both
- * return 0 when the handshake is over (sess:handshake() reports it), else
- * 1 (wait to read) or 2 (to write). undrive: the watcher lets go. */
+ * Session at arg i if it can be driven without Lua, else NULL; the start,
+ * with the watcher's slot for the session (and with now, the first
+ * attempt); the next attempts. Both return 0 when the handshake is over
+ * (sess:handshake() reports it), else 1 (wait to read) or 2 (to write).
+ * undrive: the watcher lets go. */
 void *luatls_session_driveable(lua_State *L, int i);
-int luatls_session_drive(void *ss, void **slot);
+int luatls_session_drive(void *ss, void **slot, int now);
 int luatls_session_advance(void *ss);
 void luatls_session_undrive(void *ss);
 

@@ -390,19 +390,24 @@ static int watcher_set(lua_State *L)
 	return 0;
 }
 
-/* w:drive(sess, seconds) -> true | false | nil: the io watcher drives the
- * server handshake of sess on its own, retrying it inside ev_run whenever
- * the socket is ready, and fires (its id) once the handshake is over, or
- * (-id) when seconds pass first; sess:handshake() then reports how it
- * ended. true: over at the first attempt, nothing armed; false: armed;
- * nil: sess cannot be driven without Lua (a hook, a store, early data),
- * so the caller makes the attempts itself. Stopping the watcher ends the
- * drive; it then waits for the events it had before. */
+/* w:drive(sess, seconds [, dir]) -> true | false | nil: the io watcher
+ * drives the server handshake of sess on its own, retrying it inside
+ * ev_run whenever the socket is ready, and fires (its id) once the
+ * handshake is over, or (-id) when seconds pass first; sess:handshake()
+ * then reports how it ended. Without dir it makes the first attempt at
+ * once; with dir ("r" or "w", what the caller's last attempt asked for) it
+ * waits for that first. true: over at the first attempt, nothing armed;
+ * false: armed; nil: sess cannot be driven without Lua (a hook, early
+ * data, a session store before a TLS 1.3 ClientHello), so the caller
+ * makes the attempts itself. Stopping the watcher ends the drive; it then
+ * waits for the events it had before. */
 static int watcher_drive(lua_State *L)
 {
+	static const char *const dirs[] = {"r", "w", NULL};
 	Watcher *wa = check_watcher(L, 1);
 	void *ss = luatls_session_driveable(L, 2);
 	double seconds = luaL_checknumber(L, 3);
+	int wait = lua_isnoneornil(L, 4) ? 0 : luaL_checkoption(L, 4, NULL, dirs) + 1;
 	int more;
 	if (wa->kind != W_IO)
 		return luaL_error(L, "drive: not an io watcher");
@@ -412,7 +417,9 @@ static int watcher_drive(lua_State *L)
 	}
 	watcher_stop_(wa);
 	wa->drive_events = IO_EVENTS(&wa->w.io);
-	more = luatls_session_drive(ss, &wa->drive);
+	more = luatls_session_drive(ss, &wa->drive, wait == 0);
+	if (wait)
+		more = wait;
 	if (!more) {
 		end_drive(wa);
 		lua_pushboolean(L, 1);

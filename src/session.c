@@ -774,29 +774,35 @@ static void undrive(Session *ss)
 }
 
 /* The session at arg i, if an io watcher may drive its handshake: a server
- * session over a socket, in its handshake, with no Lua hook or store (the
- * watcher runs inside ev_run, where no Lua runs). NULL otherwise. */
+ * session over a socket, in its handshake, whose attempts run no Lua (the
+ * watcher runs inside ev_run, where no Lua runs): no hook and no early
+ * data; and a session-ID store only once the ClientHello has been
+ * answered with TLS 1.3, whose handshake never calls it (resumption is by
+ * ticket). NULL otherwise. */
 void *luatls_session_driveable(lua_State *L, int i)
 {
 	Session *ss = check_session(L, i);
 	if (!ss->server || ss->fd < 0 || ss->state != S_NEW || ss->held ||
-	    ss->has_hook || ss->rs.cache || ss->rs.early_max > 0 ||
-	    ss->out.len > ss->out.off)
+	    ss->has_hook || ss->rs.early_max > 0 || ss->out.len > ss->out.off)
+		return NULL;
+	if (ss->rs.cache && !(ss->hello_seen &&
+			      gnutls_protocol_get_version(ss->s) == GNUTLS_TLS1_3))
 		return NULL;
 	return ss;
 }
 
 /* Starts a drive: the watcher keeps its pointer to the session at *slot
- * (cleared here should the session close first). Makes the first attempt:
- * 0 when the handshake is over (its result held), else 1 or 2, the
- * direction to wait for. */
-int luatls_session_drive(void *p, void **slot)
+ * (cleared here should the session close first). With now, makes the
+ * first attempt: 0 when the handshake is over (its result held), else 1
+ * or 2, the direction to wait for. Without, returns 1 (the caller knows
+ * what to wait for). */
+int luatls_session_drive(void *p, void **slot, int now)
 {
 	Session *ss = (Session *)p;
 	undrive(ss);
 	*slot = ss;
 	ss->driver = slot;
-	return luatls_session_advance(ss);
+	return now ? luatls_session_advance(ss) : 1;
 }
 
 /* The next attempt of a driven handshake, when its socket is ready: as

@@ -350,7 +350,14 @@ local function handshake_step(server, conn, timed_out)
 		ok, err, code = conn.sess:handshake()
 		if not ok then
 			if code == "wantread" or code == "wantwrite" then
-				s:watch(conn, code == "wantwrite" and "w" or "r", server.conns[conn], server.step)
+				local dir, deadline = code == "wantwrite" and "w" or "r", server.conns[conn]
+				-- the watcher takes over when it can (a session store is
+				-- no obstacle once TLS 1.3 is chosen: see w:drive)
+				if conn.watcher:drive(conn.sess, deadline - s:now(), dir) == false then
+					s:watching(conn, server.step)
+				else
+					s:watch(conn, dir, deadline, server.step)
+				end
 				return
 			end
 			err, code = stream.handshake_failure(conn, err, code)
@@ -378,8 +385,8 @@ local function start_handshake(server, sock, addr, port)
 	s:hold()
 	-- the watcher makes the attempts in C, as the socket becomes ready,
 	-- and fires once the handshake is over (or past its deadline); a
-	-- session it cannot drive (one that runs Lua in its handshake) gets
-	-- its attempts from handshake_step
+	-- session it cannot drive yet (one that may run Lua in its handshake)
+	-- gets its attempts from handshake_step
 	local armed = conn.watcher:drive(sess, seconds)
 	if armed == false then
 		s:watching(conn, server.step)
