@@ -310,6 +310,12 @@ describe("luatls.Session", function()
 		local c, s = pair()
 		assert.matches("position", H.error_of(c.send, c, "abc", 0), 1, true)
 		assert.matches("position", H.error_of(c.send, c, "abc", 5), 1, true)
+		-- a method given something else than a Session, even another of
+		-- luatls's objects or a table that borrows its metatable
+		for _, other in ipairs { ctx, {}, setmetatable({}, getmetatable(c)), "x", 1 } do
+			assert.matches("luatls.Session expected", H.error_of(c.handshake, other), 1, true)
+		end
+		assert.matches("luatls.Context expected", H.error_of(core.session, c), 1, true)
 		s:close()
 		ctx:close()
 	end)

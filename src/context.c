@@ -48,7 +48,7 @@ void luatls_ctx_unref(luatls_ctx *c)
 
 luatls_ctx *luatls_check_ctx(lua_State *L, int i)
 {
-	Context *ctx = (Context *)luaL_checkudata(L, i, CONTEXT_MT);
+	Context *ctx = (Context *)luatls_checkudata(L, i, CONTEXT_MT);
 	if (ctx->c == NULL)
 		luaL_error(L, "context is closed");
 	return ctx->c;
@@ -263,7 +263,7 @@ static int context_info(lua_State *L)
 /* ctx:close(): drops this object's reference; sessions keep theirs. */
 static int context_close(lua_State *L)
 {
-	Context *ctx = (Context *)luaL_checkudata(L, 1, CONTEXT_MT);
+	Context *ctx = (Context *)luatls_checkudata(L, 1, CONTEXT_MT);
 	if (ctx->c != NULL) {
 		luatls_ctx_unref(ctx->c);
 		ctx->c = NULL;
@@ -273,7 +273,7 @@ static int context_close(lua_State *L)
 
 static int context_tostring(lua_State *L)
 {
-	Context *ctx = (Context *)luaL_checkudata(L, 1, CONTEXT_MT);
+	Context *ctx = (Context *)luatls_checkudata(L, 1, CONTEXT_MT);
 	if (ctx->c == NULL)
 		lua_pushfstring(L, "luatls.Context (closed): %p", (void *)ctx);
 	else

@@ -80,11 +80,39 @@ int luatls_wouldblock(lua_State *L, int writing)
  * written NOREFS_KEY table stands for "none yet" there. */
 #define NOREFS_KEY "luatls.norefs"
 
+/* Pushes the metatable of class name, found by the address of its name
+ * (see luatls_newclass): no Lua string is made of the name, as
+ * luaL_getmetatable would on every call. [-0, +1] */
+static void push_class(lua_State *L, const char *name)
+{
+	lua_pushlightuserdata(L, (void *)(uintptr_t)name);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+	if (lua_isnil(L, -1)) { /* another copy of the name's string */
+		lua_pop(L, 1);
+		luaL_getmetatable(L, name);
+	}
+}
+
+void *luatls_checkudata(lua_State *L, int i, const char *name)
+{
+	void *p = lua_touserdata(L, i);
+	if (p != NULL && lua_getmetatable(L, i)) {
+		int same;
+		push_class(L, name);
+		same = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+		if (same)
+			return p;
+	}
+	return luaL_checkudata(L, i, name); /* raises the usual error */
+}
+
 void *luatls_newobject(lua_State *L, size_t size, const char *mt)
 {
 	void *p = luatls_newuserdata(L, size);
 	memset(p, 0, size);
-	luaL_setmetatable(L, mt);
+	push_class(L, mt);
+	lua_setmetatable(L, -2);
 #if LUA_VERSION_NUM < 502
 	lua_getfield(L, LUA_REGISTRYINDEX, NOREFS_KEY);
 	lua_setuservalue(L, -2);
@@ -125,6 +153,9 @@ void luatls_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 		     const luaL_Reg *meta)
 {
 	luaL_newmetatable(L, name);
+	lua_pushlightuserdata(L, (void *)(uintptr_t)name); /* see push_class */
+	lua_pushvalue(L, -2);
+	lua_rawset(L, LUA_REGISTRYINDEX);
 	luaL_setfuncs(L, meta, 0);
 	lua_newtable(L);
 	luaL_setfuncs(L, methods, 0);
@@ -144,9 +175,8 @@ void luatls_checkoptions(lua_State *L, int i, const char *const allowed[])
 		lua_pop(L, 1);
 		if (lua_type(L, -1) == LUA_TSTRING) {
 			const char *k = lua_tostring(L, -1);
-			for (j = 0; allowed[j] != NULL; j++)
-				if (strcmp(k, allowed[j]) == 0)
-					ok = 1;
+			for (j = 0; !ok && allowed[j] != NULL; j++)
+				ok = strcmp(k, allowed[j]) == 0;
 			if (!ok)
 				luaL_argerror(L, i, lua_pushfstring(L,
 					      "unknown option '%s'", k));

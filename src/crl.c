@@ -15,7 +15,7 @@ typedef struct {
 
 gnutls_x509_crl_t luatls_check_crl(lua_State *L, int i)
 {
-	CRL *c = (CRL *)luaL_checkudata(L, i, CRL_MT);
+	CRL *c = (CRL *)luatls_checkudata(L, i, CRL_MT);
 	if (c->crl == NULL)
 		luaL_error(L, "CRL is closed");
 	return c->crl;
@@ -174,7 +174,7 @@ static int crl_der(lua_State *L)
 /* "luatls.CRL: ISSUER (N revoked, next update 2025-01-01)" */
 static int crl_tostring(lua_State *L)
 {
-	CRL *c = (CRL *)luaL_checkudata(L, 1, CRL_MT);
+	CRL *c = (CRL *)luatls_checkudata(L, 1, CRL_MT);
 	gnutls_datum_t d;
 	char next[16] = "none";
 	struct tm tm;
@@ -201,7 +201,7 @@ static int crl_tostring(lua_State *L)
 
 static int crl_close(lua_State *L)
 {
-	CRL *c = (CRL *)luaL_checkudata(L, 1, CRL_MT);
+	CRL *c = (CRL *)luatls_checkudata(L, 1, CRL_MT);
 	if (c->crl != NULL) {
 		gnutls_x509_crl_deinit(c->crl);
 		c->crl = NULL;

@@ -46,6 +46,10 @@ int luatls_wouldblock(lua_State *L, int writing);
 /* Creates a zeroed userdata of the given metatable, with no references
  * yet: [-0, +1] */
 void *luatls_newobject(lua_State *L, size_t size, const char *mt);
+/* luaL_checkudata, with the metatable found by the address of its name
+ * (the name must be the one given to luatls_newclass): the check made by
+ * every method, so it avoids making a Lua string of the name each time. */
+void *luatls_checkudata(lua_State *L, int i, const char *name);
 /* Pushes the table of references of the object at index obj (its
  * uservalue), making it if it has none: [-0, +1] */
 void luatls_refs(lua_State *L, int obj);

@@ -16,7 +16,7 @@ typedef struct {
 
 gnutls_x509_privkey_t luatls_check_key(lua_State *L, int i)
 {
-	PrivateKey *k = (PrivateKey *)luaL_checkudata(L, i, KEY_MT);
+	PrivateKey *k = (PrivateKey *)luatls_checkudata(L, i, KEY_MT);
 	if (k->key == NULL)
 		luaL_error(L, "private key is closed");
 	return k->key;
@@ -278,7 +278,7 @@ static int key_matches(lua_State *L)
 /* "luatls.PrivateKey: ECDSA P-256" */
 static int key_tostring(lua_State *L)
 {
-	PrivateKey *k = (PrivateKey *)luaL_checkudata(L, 1, KEY_MT);
+	PrivateKey *k = (PrivateKey *)luatls_checkudata(L, 1, KEY_MT);
 	if (k->key == NULL) {
 		lua_pushfstring(L, "luatls.PrivateKey (closed): %p", (void *)k);
 		return 1;
@@ -300,7 +300,7 @@ static int key_tostring(lua_State *L)
 
 static int key_close(lua_State *L)
 {
-	PrivateKey *k = (PrivateKey *)luaL_checkudata(L, 1, KEY_MT);
+	PrivateKey *k = (PrivateKey *)luatls_checkudata(L, 1, KEY_MT);
 	if (k->key != NULL) {
 		gnutls_x509_privkey_deinit(k->key);
 		k->key = NULL;

@@ -158,7 +158,7 @@ static void step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static LoopCore *check_loop(lua_State *L, int i)
 {
-	Loop *lo = (Loop *)luaL_checkudata(L, i, LOOP_MT);
+	Loop *lo = (Loop *)luatls_checkudata(L, i, LOOP_MT);
 	if (lo->lc == NULL)
 		luaL_error(L, "loop is closed");
 	return lo->lc;
@@ -166,7 +166,7 @@ static LoopCore *check_loop(lua_State *L, int i)
 
 static Watcher *check_watcher(lua_State *L, int i)
 {
-	Watcher *wa = (Watcher *)luaL_checkudata(L, i, WATCHER_MT);
+	Watcher *wa = (Watcher *)luatls_checkudata(L, i, WATCHER_MT);
 	if (wa->lc == NULL)
 		luaL_error(L, "watcher is closed");
 	return wa;
@@ -305,7 +305,7 @@ static int loop_now(lua_State *L)
 
 static int loop_close(lua_State *L)
 {
-	Loop *lo = (Loop *)luaL_checkudata(L, 1, LOOP_MT);
+	Loop *lo = (Loop *)luatls_checkudata(L, 1, LOOP_MT);
 	if (lo->lc != NULL) {
 		loopcore_unref(lo->lc);
 		lo->lc = NULL;
@@ -315,7 +315,7 @@ static int loop_close(lua_State *L)
 
 static int loop_tostring(lua_State *L)
 {
-	Loop *lo = (Loop *)luaL_checkudata(L, 1, LOOP_MT);
+	Loop *lo = (Loop *)luatls_checkudata(L, 1, LOOP_MT);
 	lua_pushfstring(L, "luatls.Loop (%s): %p",
 			lo->lc == NULL ? "closed"
 			: lo->lc->owned ? "own" : "shared",
@@ -443,7 +443,7 @@ static int watcher_active(lua_State *L)
 
 static int watcher_close(lua_State *L)
 {
-	Watcher *wa = (Watcher *)luaL_checkudata(L, 1, WATCHER_MT);
+	Watcher *wa = (Watcher *)luatls_checkudata(L, 1, WATCHER_MT);
 	if (wa->lc != NULL) {
 		watcher_stop_(wa);
 		loopcore_unref(wa->lc);
@@ -455,7 +455,7 @@ static int watcher_close(lua_State *L)
 static int watcher_tostring(lua_State *L)
 {
 	static const char *const kinds[] = {"io", "timer", "signal"};
-	Watcher *wa = (Watcher *)luaL_checkudata(L, 1, WATCHER_MT);
+	Watcher *wa = (Watcher *)luatls_checkudata(L, 1, WATCHER_MT);
 	lua_pushfstring(L, "luatls.Watcher (%s %d%s): %p", kinds[wa->kind],
 			(int)wa->id, wa->lc == NULL ? ", closed" : "",
 			(void *)wa);

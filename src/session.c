@@ -75,7 +75,7 @@ static int session_verify_cb(gnutls_session_t s);
 
 static Session *check_session(lua_State *L, int i)
 {
-	Session *ss = (Session *)luaL_checkudata(L, i, SESSION_MT);
+	Session *ss = (Session *)luatls_checkudata(L, i, SESSION_MT);
 	if (ss->state == S_CLOSED)
 		luaL_error(L, "session is closed");
 	return ss;
@@ -1329,7 +1329,7 @@ static int session_fd(lua_State *L)
  * which belongs to the socket. */
 static int session_close(lua_State *L)
 {
-	Session *ss = (Session *)luaL_checkudata(L, 1, SESSION_MT);
+	Session *ss = (Session *)luatls_checkudata(L, 1, SESSION_MT);
 	lua_pushboolean(L, ss->peer_done);
 	if (ss->state == S_CLOSED && ss->s == NULL)
 		return 1;
@@ -1357,7 +1357,7 @@ static int session_close(lua_State *L)
 static int session_tostring(lua_State *L)
 {
 	static const char *const states[] = {"new", "open", "failed", "closed"};
-	Session *ss = (Session *)luaL_checkudata(L, 1, SESSION_MT);
+	Session *ss = (Session *)luatls_checkudata(L, 1, SESSION_MT);
 	lua_pushfstring(L, "luatls.Session (%s, %s): %p",
 			ss->server ? "server" : "client", states[ss->state],
 			(void *)ss);

@@ -23,7 +23,7 @@ typedef struct {
 
 static Socket *check_socket(lua_State *L, int i)
 {
-	Socket *so = (Socket *)luaL_checkudata(L, i, SOCKET_MT);
+	Socket *so = (Socket *)luatls_checkudata(L, i, SOCKET_MT);
 	if (so->fd < 0)
 		luaL_error(L, "socket is closed");
 	return so;
@@ -350,7 +350,7 @@ static void drain(int fd)
  * close_notify or its FIN was read), so there is nothing to drain. */
 static int socket_close(lua_State *L)
 {
-	Socket *so = (Socket *)luaL_checkudata(L, 1, SOCKET_MT);
+	Socket *so = (Socket *)luatls_checkudata(L, 1, SOCKET_MT);
 	if (so->fd >= 0) {
 		if (!so->listening && !lua_toboolean(L, 2))
 			drain(so->fd);
@@ -369,7 +369,7 @@ static int socket_release(lua_State *L)
 
 static int socket_tostring(lua_State *L)
 {
-	Socket *so = (Socket *)luaL_checkudata(L, 1, SOCKET_MT);
+	Socket *so = (Socket *)luatls_checkudata(L, 1, SOCKET_MT);
 	if (so->fd < 0)
 		lua_pushfstring(L, "luatls.Socket (closed): %p", (void *)so);
 	else

@@ -21,7 +21,7 @@ typedef struct {
 
 static Store *check_store(lua_State *L, int i)
 {
-	Store *st = (Store *)luaL_checkudata(L, i, STORE_MT);
+	Store *st = (Store *)luatls_checkudata(L, i, STORE_MT);
 	if (st->list == NULL)
 		luaL_error(L, "store is closed");
 	return st;
@@ -357,7 +357,7 @@ static int store_verify(lua_State *L)
 
 static int store_tostring(lua_State *L)
 {
-	Store *st = (Store *)luaL_checkudata(L, 1, STORE_MT);
+	Store *st = (Store *)luatls_checkudata(L, 1, STORE_MT);
 	if (st->list == NULL)
 		lua_pushfstring(L, "luatls.Store (closed): %p", (void *)st);
 	else
@@ -368,7 +368,7 @@ static int store_tostring(lua_State *L)
 
 static int store_close(lua_State *L)
 {
-	Store *st = (Store *)luaL_checkudata(L, 1, STORE_MT);
+	Store *st = (Store *)luatls_checkudata(L, 1, STORE_MT);
 	if (st->list != NULL) {
 		gnutls_x509_trust_list_deinit(st->list, 1);
 		st->list = NULL;

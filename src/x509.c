@@ -20,7 +20,7 @@ typedef struct {
 
 gnutls_x509_crt_t luatls_check_crt(lua_State *L, int i)
 {
-	Certificate *ce = (Certificate *)luaL_checkudata(L, i, CERT_MT);
+	Certificate *ce = (Certificate *)luatls_checkudata(L, i, CERT_MT);
 	if (ce->crt == NULL)
 		luaL_error(L, "certificate is closed");
 	return ce->crt;
@@ -596,8 +596,8 @@ static int cert_signed_by(lua_State *L)
 /* Both open and DER-equal; closed certificates compare by identity. */
 static int cert_eq(lua_State *L)
 {
-	Certificate *a = (Certificate *)luaL_checkudata(L, 1, CERT_MT);
-	Certificate *b = (Certificate *)luaL_checkudata(L, 2, CERT_MT);
+	Certificate *a = (Certificate *)luatls_checkudata(L, 1, CERT_MT);
+	Certificate *b = (Certificate *)luatls_checkudata(L, 2, CERT_MT);
 	if (a->crt == NULL || b->crt == NULL)
 		lua_pushboolean(L, a == b);
 	else
@@ -629,7 +629,7 @@ static void add_date(luaL_Buffer *b, time_t t)
  * 2025-01-01 to 2026-01-01)" */
 static int cert_tostring(lua_State *L)
 {
-	Certificate *ce = (Certificate *)luaL_checkudata(L, 1, CERT_MT);
+	Certificate *ce = (Certificate *)luatls_checkudata(L, 1, CERT_MT);
 	gnutls_datum_t d, x, y;
 	gnutls_ecc_curve_t curve;
 	unsigned bits = 0;
@@ -668,7 +668,7 @@ static int cert_tostring(lua_State *L)
 
 static int cert_close(lua_State *L)
 {
-	Certificate *ce = (Certificate *)luaL_checkudata(L, 1, CERT_MT);
+	Certificate *ce = (Certificate *)luatls_checkudata(L, 1, CERT_MT);
 	if (ce->crt != NULL) {
 		gnutls_x509_crt_deinit(ce->crt);
 		ce->crt = NULL;
