@@ -198,6 +198,33 @@ describe("a luatls server", function()
 		assert.equal("answer: late!\n", proc.output())
 	end)
 
+	it("reports a connection it cannot set up, and goes on serving", function()
+		local P = H.pki()
+		local reported, first, second = {}, nil, nil
+		H.run(function()
+			local opts = pair(P)
+			opts.on_error = function(msg) reported[#reported + 1] = msg end
+			local srv = assert(tls.listen(opts, function(conn)
+				conn:send(conn:receive("*l") .. "\n")
+			end))
+			local _, port = srv:address()
+			local ctx = srv.ctx
+			srv.ctx = "not a context" -- the session of the next connection cannot be made
+			local _, _, code = tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem",
+				handshake_timeout = 5 }
+			first = code
+			srv.ctx = ctx
+			local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
+			conn:send("still here\n")
+			second = conn:receive("*l")
+			conn:close()
+		end)
+		assert.equal("closed", first)
+		assert.equal(1, #reported)
+		assert.matches("connection from 127.0.0.1:%d+: .*luatls.Context expected", reported[1])
+		assert.equal("still here", second)
+	end)
+
 	it("holds on to no connection once its handler has returned or failed", function()
 		local P = H.pki()
 		local seen = setmetatable({}, { __mode = "k" }) -- the server's connections

@@ -381,6 +381,7 @@ local function start_handshake(server, sock, addr, port)
 	local sess = core.session(server.ctx, sess_opts)
 	local conn = stream.new(s, sock, sess, "server", server.opts.timeout, addr .. ":" .. port)
 	local seconds = server.opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT
+	-- nothing after this raises: server.step runs under pcall
 	server.conns[conn] = s:now() + seconds
 	s:hold()
 	-- the watcher makes the attempts in C, as the socket becomes ready,
@@ -509,7 +510,13 @@ function M.listen(opts, handler)
 				if in_coroutine then
 					s:spawn(serve, failed, server, sock, addr, cport, handler)
 				else
-					start_handshake(server, sock, addr, cport)
+					-- as a coroutine's failure would: this connection
+					-- goes, the server goes on
+					local ok, e = pcall(start_handshake, server, sock, addr, cport)
+					if not ok then
+						sock:close()
+						on_error("connection from " .. addr .. ":" .. cport .. ": " .. tostring(e))
+					end
 				end
 			elseif cport == "wantread" then
 				s:watch(rec, "r", nil, accept_all)
