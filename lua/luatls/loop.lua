@@ -188,9 +188,10 @@ end
 
 -- Calls fn(rec, timed_out) once, outside ev_run, when the io record is
 -- ready for dir (timed_out false) or when the (absolute) deadline, if
--- any, passes first (true): a wait without a coroutine, for work that needs none (a
--- server's handshakes, see listen in init.lua). Until unwatch(rec), the
--- record is the scheduler's, as it is while a coroutine waits on it.
+-- any, passes first (true): a wait without a coroutine, for work that
+-- needs none (a server's accepts and handshakes, see listen in init.lua).
+-- Until unwatch(rec), the record is the scheduler's, as it is while a
+-- coroutine waits on it.
 function Scheduler:watch(rec, dir, deadline, fn)
 	local w = rec.watcher
 	if rec.dir ~= dir then
@@ -276,10 +277,9 @@ end
 
 -- Starts fn(...) in a coroutine. on_error(err_with_traceback, co), if
 -- given, handles its failure; otherwise run() raises it.
-function Scheduler:spawn(fn, on_error, ...)
-	if type(fn) ~= "function" then
-		error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 3)
-	end
+-- A coroutine for a new function (a pooled one, or a new one), counted
+-- live from now, with its error handler if any.
+local function new_coroutine(self, on_error)
 	local pool = self.pool
 	local n = #pool
 	local co
@@ -291,6 +291,14 @@ function Scheduler:spawn(fn, on_error, ...)
 	end
 	self.live = self.live + 1
 	if on_error then self.handlers[co] = on_error end
+	return co
+end
+
+function Scheduler:spawn(fn, on_error, ...)
+	if type(fn) ~= "function" then
+		error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 3)
+	end
+	local co = new_coroutine(self, on_error)
 	-- the count first: an array-only table, one allocation fewer
 	enqueue(self, co, nil, { select("#", ...) + 1, fn, ... })
 	return co
@@ -302,17 +310,7 @@ local resume
 -- for callbacks of the scheduler (see watch) that start a coroutine, which
 -- spares it a turn in the run queue.
 function Scheduler:start(fn, on_error, ...)
-	local pool = self.pool
-	local n = #pool
-	local co
-	if n > 0 then
-		co = pool[n]
-		pool[n] = nil
-	else
-		co = coroutine.create(body)
-	end
-	self.live = self.live + 1
-	if on_error then self.handlers[co] = on_error end
+	local co = new_coroutine(self, on_error)
 	resume(self, co, fn, ...)
 	return co
 end
