@@ -311,7 +311,9 @@ end)
 
 -- A server session over an accepted socket, and a client session over the
 -- socket that dialled it, both over loop lp; the client sends nothing yet.
-local function tls_pair(lp, server_options, client_priority)
+-- Returns sess, ssock, csess, csock and an io watcher (id 9) on the
+-- server's socket, waiting for dir.
+local function tls_pair(lp, dir, server_options, client_priority)
 	local P = H.pki()
 	local lsock = assert(core.tcp_listen("127.0.0.1", 0))
 	local _, port = lsock:local_address()
@@ -331,7 +333,11 @@ local function tls_pair(lp, server_options, client_priority)
 	for k, v in pairs(server_options or {}) do sopts[k] = v end
 	local sess = core.session(sctx, sopts)
 	local csess = core.session(cctx, { fd = csock:fd(), server_name = "localhost", hostname = "localhost" })
-	return sess, ssock, csess, csock
+	return sess, ssock, csess, csock, lp:io(9, ssock:fd(), dir)
+end
+
+local function close_all(objects)
+	for _, o in ipairs(objects) do o:close() end
 end
 
 -- Runs the client's handshake and the loop until the watcher fires:
@@ -348,8 +354,7 @@ end
 describe("an io watcher driving a server handshake (w:drive)", function()
 	it("makes the attempts itself and fires once the handshake is over, which sess:handshake() reports", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "w")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "w")
 		assert.is_false(w:drive(sess, 5)) -- no ClientHello yet: armed
 		assert.is_true(w:active())
 		local out, fired, client_done = {}, nil, false
@@ -367,13 +372,12 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		w:start()
 		assert.equal(1, lp:step(1, out))
 		assert.equal(9, out[1])
-		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { w, sess, ssock, csess, csock, lp }
 	end)
 
 	it("waits for the direction it is given before its first attempt", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_false(w:drive(sess, 5, "r"))
 		assert.is_true(w:active())
 		local fired, client_done = until_fired(lp, csess)
@@ -381,7 +385,7 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		assert.is_true(client_done)
 		assert.is_true(sess:handshake())
 		assert.matches("invalid option 'x'", H.error_of(w.drive, w, sess, 5, "x"), 1, true)
-		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { w, sess, ssock, csess, csock, lp }
 	end)
 
 	it("drives a session with a session store only once the ClientHello is answered with TLS 1.3", function()
@@ -393,9 +397,8 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		}
 		local lp = core.loop { new = true }
 		for _, version in ipairs { "TLS1.3", "TLS1.2" } do
-			local sess, ssock, csess, csock = tls_pair(lp, { session_cache = store },
+			local sess, ssock, csess, csock, w = tls_pair(lp, "r", { session_cache = store },
 				"NORMAL:-VERS-ALL:+VERS-" .. version)
-			local w = lp:io(9, ssock:fd(), "r")
 			assert.is_nil(w:drive(sess, 5)) -- the store may be needed: Lua's attempt first
 			-- until the server has answered the ClientHello
 			for _ = 1, 200 do
@@ -415,15 +418,14 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 			else
 				assert.is_nil(w:drive(sess, 5, "r")) -- TLS 1.2 may: Lua goes on
 			end
-			for _, o in ipairs { w, sess, ssock, csess, csock } do o:close() end
+			close_all { w, sess, ssock, csess, csock }
 		end
 		lp:close()
 	end)
 
 	it("reports a failed handshake through sess:handshake(), with the usual message and code", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_false(w:drive(sess, 5))
 		assert(csock:send("this is no TLS record, not at all\r\n"))
 		local out = {}
@@ -433,13 +435,12 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		assert.is_nil(ok)
 		assert.is_string(msg)
 		assert.matches("^GNUTLS_E_", code)
-		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { w, sess, ssock, csess, csock, lp }
 	end)
 
 	it("fires as -id when the deadline passes first, and leaves the handshake to Lua", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_false(w:drive(sess, 0.05))
 		local out = {}
 		local n = 0
@@ -453,13 +454,12 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		local ok, _, code = sess:handshake() -- still waiting for the client
 		assert.is_nil(ok)
 		assert.equal("wantread", code)
-		for _, o in ipairs { w, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { w, sess, ssock, csess, csock, lp }
 	end)
 
 	it("returns nil for a session it cannot drive: a client's, one with a hook, one in memory", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_nil(w:drive(csess, 5))
 		sess:set_hook(function() return true end)
 		assert.is_nil(w:drive(sess, 5))
@@ -469,24 +469,22 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		local mem = core.session(sctx)
 		assert.is_nil(w:drive(mem, 5))
 		assert.is_false(w:active())
-		for _, o in ipairs { w, mem, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { w, mem, sess, ssock, csess, csock, lp }
 	end)
 
 	it("raises for something that is not a session, a missing deadline or a watcher that is not an io watcher", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.matches("luatls.Session expected", H.error_of(w.drive, w, "session", 5), 1, true)
 		assert.matches("number expected", H.error_of(w.drive, w, sess), 1, true)
 		local t = lp:timer(2)
 		assert.matches("not an io watcher", H.error_of(t.drive, t, sess, 5), 1, true)
-		for _, o in ipairs { t, w, sess, ssock, csess, csock, lp } do o:close() end
+		close_all { t, w, sess, ssock, csess, csock, lp }
 	end)
 
 	it("lets go of a session closed while it drives, and a session lets go of a watcher closed first", function()
 		local lp = core.loop { new = true }
-		local sess, ssock, csess, csock = tls_pair(lp)
-		local w = lp:io(9, ssock:fd(), "r")
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_false(w:drive(sess, 5))
 		sess:close()
 		csess:handshake() -- the ClientHello: the socket is ready, the session gone
@@ -498,8 +496,7 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		csess:close()
 		csock:close()
 
-		sess, ssock, csess, csock = tls_pair(lp)
-		w = lp:io(9, ssock:fd(), "r")
+		sess, ssock, csess, csock, w = tls_pair(lp, "r")
 		assert.is_false(w:drive(sess, 5))
 		w:close()
 		local server_done, client_done = false, false
@@ -511,12 +508,11 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		end
 		assert.is_true(server_done)
 		assert.is_true(client_done)
-		for _, o in ipairs { sess, ssock, csess, csock } do o:close() end
+		close_all { sess, ssock, csess, csock }
 
 		-- and dropped without close, in either order
 		for _ = 1, 20 do
-			local s2, k2, c2, ck2 = tls_pair(lp)
-			local w2 = lp:io(9, k2:fd(), "r")
+			local s2, _, c2, _, w2 = tls_pair(lp, "r")
 			w2:drive(s2, 5)
 			c2:handshake()
 		end

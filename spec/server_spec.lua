@@ -7,6 +7,30 @@ local function pair(P)
 	return { port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key" }
 end
 
+-- Starts the Lua client script (another process) against port, trusting
+-- P's CA; inside the loop, waits until the server srv has accepted it.
+local function start_client(script, srv, P)
+	local _, port = srv:address()
+	local proc = H.exec(interpreter .. " '" .. script .. "' " .. port .. " '" .. P .. "ca.pem'", true)
+	for _ = 1, 200 do
+		if srv.accepted > 0 then break end
+		tls.sleep(0.025)
+	end
+	return proc
+end
+
+-- After the loop has ended: waits for the client to exit; its exit status.
+local function client_status(proc)
+	local rc
+	for _ = 1, 200 do
+		rc = proc.rc()
+		if rc then break end
+		H.sh("sleep 0.05")
+	end
+	proc.kill()
+	return rc
+end
+
 describe("a luatls server", function()
 	it("lets an open connection finish after tls.stop(), then stops accepting", function()
 		local P = H.pki()
@@ -52,26 +76,14 @@ describe("a luatls server", function()
 			local srv = assert(tls.listen(pair(P), function(conn)
 				conn:receive("*l") -- the client never sends a line
 			end))
-			local _, port = srv:address()
-			local proc = H.exec(interpreter .. " '" .. script .. "' " .. port .. " '" .. P .. "ca.pem'", true)
-			for _ = 1, 200 do
-				if srv.accepted > 0 then break end
-				tls.sleep(0.025)
-			end
+			local proc = start_client(script, srv, P)
 			local t0 = tls.now()
 			tls.stop(0.3)
 			return t0, proc
 		end)
 		local proc = output
 		-- the loop has ended; wait for the client to report what it saw
-		local rc
-		for _ = 1, 200 do
-			rc = proc.rc()
-			if rc then break end
-			H.sh("sleep 0.05")
-		end
-		proc.kill()
-		assert.equal(0, rc, proc.output())
+		assert.equal(0, client_status(proc), proc.output())
 		assert.truthy(started)
 		assert.equal("nil|closed|closed", proc.output():match("[^\n]*|[^\n]*|[^\n]*"), proc.output())
 	end)
@@ -177,25 +189,38 @@ describe("a luatls server", function()
 				local line = conn:receive("*l")
 				conn:send(line .. "!\n")
 			end))
-			local _, port = srv:address()
-			local p = H.exec(interpreter .. " '" .. script .. "' " .. port .. " '" .. P .. "ca.pem'", true)
-			for _ = 1, 200 do
-				if srv.accepted > 0 then break end
-				tls.sleep(0.025)
-			end
-			tls.stop(5) -- the listener closes; the accept coroutine ends
+			local p = start_client(script, srv, P)
+			tls.stop(5) -- the listener closes: no accept is waited for any more
 			return srv.accepted, p
 		end)
-		local rc
-		for _ = 1, 200 do
-			rc = proc.rc()
-			if rc then break end
-			H.sh("sleep 0.05")
-		end
-		proc.kill()
 		assert.equal(1, accepted)
-		assert.equal(0, rc, proc.output())
+		assert.equal(0, client_status(proc), proc.output())
 		assert.equal("answer: late!\n", proc.output())
+	end)
+
+	it("runs on_handshake_error in a coroutine, where it may wait", function()
+		local P = H.pki()
+		local seen = H.run(function()
+			local seen = {}
+			local opts = pair(P)
+			opts.handshake_timeout = 5
+			opts.on_handshake_error = function(_, code, peer)
+				tls.sleep(0.01) -- waits, as a handler may
+				seen[#seen + 1] = code .. " " .. peer
+			end
+			local srv = assert(tls.listen(opts, function() end))
+			local _, port = srv:address()
+			-- a client that does not trust the server's CA refuses it
+			local conn = tls.connect { host = "localhost", port = port, cafile = P .. "other-ca.pem" }
+			assert.is_nil(conn)
+			for _ = 1, 200 do
+				if #seen > 0 then break end
+				tls.sleep(0.01)
+			end
+			return seen
+		end)
+		assert.equal(1, #seen)
+		assert.matches("^%S+ 127%.0%.0%.1:%d+$", seen[1])
 	end)
 
 	it("reports a connection it cannot set up, and goes on serving", function()

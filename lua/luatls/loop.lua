@@ -158,15 +158,13 @@ M.check_waitable = check_waitable
 -- deadline. The record names the waiting coroutine (rec.co) while it
 -- waits: step and close_watcher wake it from there, so an io wait needs
 -- no entry in the table of sleepers.
-function Scheduler:wait_io(rec, dir, deadline)
-	local co = check_waitable()
-	local w = rec.watcher
-	if not w then return nil, "closed" end
+-- Arms the watcher w of an io record for dir, with the (absolute)
+-- deadline if any, and hands the record to step().
+local function arm(self, rec, w, dir, deadline)
 	if rec.dir ~= dir then
 		w:set(nil, dir)
 		rec.dir = dir
 	end
-	rec.co = co
 	if deadline then
 		-- the watcher's own libev timer: it fires as -id (see step)
 		local left = deadline - self:now()
@@ -174,10 +172,17 @@ function Scheduler:wait_io(rec, dir, deadline)
 	else
 		w:start()
 	end
-	local by_id, id = self.by_id, rec.id
-	by_id[id] = rec
+	self.by_id[rec.id] = rec
+end
+
+function Scheduler:wait_io(rec, dir, deadline)
+	local co = check_waitable()
+	local w = rec.watcher
+	if not w then return nil, "closed" end
+	rec.co = co
+	arm(self, rec, w, dir, deadline)
 	local why = coroutine.yield(WAIT)
-	by_id[id] = nil
+	self.by_id[rec.id] = nil
 	if why ~= "ready" then
 		rec.co = nil
 		if rec.watcher then rec.watcher:stop() end
@@ -193,19 +198,8 @@ end
 -- Until unwatch(rec), the record is the scheduler's, as it is while a
 -- coroutine waits on it.
 function Scheduler:watch(rec, dir, deadline, fn)
-	local w = rec.watcher
-	if rec.dir ~= dir then
-		w:set(nil, dir)
-		rec.dir = dir
-	end
 	rec.fn = fn
-	if deadline then
-		local left = deadline - self:now()
-		w:start(left > 0 and left or 0)
-	else
-		w:start()
-	end
-	self.by_id[rec.id] = rec
+	arm(self, rec, rec.watcher, dir, deadline)
 end
 
 -- The same for a record whose watcher has been armed already (by
