@@ -53,8 +53,9 @@ local function raw_server(behaviour)
 end
 
 -- A luatls server with the given certificate files; failures of its
--- handshakes are collected in the returned list.
-local function tls_server(opts)
+-- handshakes are collected in the returned list. handler (optional) runs
+-- for each connection before it reads to the end.
+local function tls_server(opts, handler)
 	local failures = {}
 	local o = {
 		port = 0,
@@ -64,7 +65,10 @@ local function tls_server(opts)
 		end,
 	}
 	for k, v in pairs(opts or {}) do o[k] = v end
-	local srv = assert(tls.listen(o, function(conn) conn:receive("*a") end))
+	local srv = assert(tls.listen(o, function(conn)
+		if handler then handler(conn) end
+		conn:receive("*a")
+	end))
 	local _, port = srv:address()
 	return port, failures, srv
 end
@@ -310,6 +314,36 @@ describe("transport failures", function()
 		assert.equal("timeout", failures[1].code)
 		assert.matches("handshake", failures[1].msg, 1, true)
 		assert.matches("in time", failures[1].msg, 1, true)
+	end)
+
+	it("gives a luatls server 'timeout', and runs no handler, for a client that stalls before its Finished", function()
+		local failures, served, flight = H.run(function()
+			local handled = 0
+			local port, fails = tls_server({ handshake_timeout = 0.3 }, function() handled = handled + 1 end)
+			local sock = assert(core.tcp_connect("127.0.0.1", port))
+			local c = assert(tls.session { role = "client", cafile = P .. "ca.pem", server_name = "localhost" })
+			c:handshake()
+			assert(sock:send(c:drain())) -- the ClientHello; then it only reads
+			local got, done = 0, false
+			wait_for(function()
+				local data = sock:recv()
+				if data then
+					got = got + #data
+					c:feed(data)
+					done = c:handshake() == true
+				end
+				return done
+			end)
+			wait_for(function() return #fails > 0 end)
+			sock:close()
+			c:close()
+			return fails, handled, done and got
+		end)
+		assert.is_truthy(flight, "the server's flight did not come")
+		assert.equal(0, served)
+		assert.equal(1, #failures)
+		assert.equal("timeout", failures[1].code)
+		assert.matches("handshake", failures[1].msg, 1, true)
 	end)
 
 	it("returns nil, message, 'timeout' from receive when the server sends nothing", function()

@@ -112,6 +112,53 @@ describe("luatls.Session", function()
 		assert.equal(2, ci.peer_certificates)
 	end)
 
+	-- Runs a TLS 1.3 handshake up to the client's last flight (its
+	-- Finished), which it returns unsent.
+	local function up_to_client_finished(c, s)
+		c:handshake()
+		s:feed(c:drain()) -- the ClientHello
+		local ok, _, code = s:handshake()
+		assert.is_nil(ok)
+		assert.equal("wantread", code) -- its flight is out, the client's Finished is due
+		c:feed(s:drain())
+		assert.is_true(c:handshake())
+		return c:drain()
+	end
+
+	it("opens a TLS 1.3 server only once the client's Finished has come", function()
+		local c, s = client(), server()
+		local finished = up_to_client_finished(c, s)
+		assert.is_true(#finished > 0)
+		for _ = 1, 2 do -- asked again with nothing new: still waiting
+			local ok, _, code = s:handshake()
+			assert.is_nil(ok)
+			assert.equal("wantread", code)
+			assert.is_false(s:info().established)
+			assert.equal("", s:drain())
+		end
+		local n, _, code = s:send("too soon")
+		assert.is_nil(n)
+		assert.equal("handshake", code)
+		s:feed(finished)
+		assert.is_true(s:handshake())
+		assert.is_true(s:info().established)
+		assert.equal(2, c:send("hi"))
+		s:feed(c:drain())
+		assert.equal("hi", recv(s))
+	end)
+
+	it("fails a TLS 1.3 server whose client's Finished was changed on the way", function()
+		local c, s = client(), server()
+		local finished = up_to_client_finished(c, s)
+		local last = finished:byte(-1) -- of the last record's tag
+		s:feed(finished:sub(1, -2) .. string.char(last % 2 == 0 and last + 1 or last - 1))
+		local ok, msg, code = s:handshake()
+		assert.is_nil(ok)
+		assert.is_string(msg)
+		assert.is_false(blocked(code))
+		assert.is_false(s:info().established)
+	end)
+
 	it("carries data both ways after the handshake", function()
 		local c, s = pair()
 		assert.equal(5, c:send("hello"))

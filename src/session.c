@@ -50,6 +50,7 @@ typedef struct {
 	int corked; /* socket transport: pushes gather in out (see fd_push) */
 	int drained; /* the last recv emptied the socket (see fd_pull) */
 	int peer_done; /* the peer's close_notify, or the end of its stream */
+	int finishing; /* servers: early start, the client's Finished due */
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
 	int hello_seen;
 	lua_State *hook_L; /* set while gnutls_handshake runs */
@@ -341,8 +342,11 @@ static int session_new(lua_State *L)
 	ss->server = c->server;
 	ss->verify = verify;
 	ss->state = S_NEW;
-	flags = (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
-		GNUTLS_NO_SIGNAL | luatls_resume_flags(L, 2, c->server);
+	/* Early start: see attempt() */
+	flags = (c->server ? GNUTLS_SERVER | GNUTLS_ENABLE_EARLY_START
+			   : GNUTLS_CLIENT) |
+		GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL |
+		luatls_resume_flags(L, 2, c->server);
 	r = gnutls_init(&ss->s, flags);
 	if (r < 0) {
 		ss->state = S_CLOSED;
@@ -527,7 +531,8 @@ static void push_versions(lua_State *L, unsigned bits)
 
 static int would_block(lua_State *L, Session *ss)
 {
-	return luatls_wouldblock(L, gnutls_record_get_direction(ss->s));
+	return luatls_wouldblock(L, !ss->finishing &&
+				 gnutls_record_get_direction(ss->s));
 }
 
 /* "certificate_required"-style name of an alert, from GnuTLS's
@@ -721,7 +726,15 @@ static int flight_failed(lua_State *L, Session *ss)
 /* One handshake attempt: gnutls_handshake's result, with *f telling
  * whether the flight it made went out (1), would block (0) or failed (-1,
  * errno set). L runs the hook and the stores; NULL for a driven session,
- * which has none. */
+ * which has none.
+ * A TLS 1.3 server that requested no certificate and resumed nothing
+ * returns once its flight is made ("early start", asked for in
+ * session_new). Otherwise GnuTLS would go on at once to compute the
+ * Finished it expects from the client, which cannot have come yet, and
+ * compute it again on the next attempt (a hash of the transcript and an
+ * HMAC, wasted once per full handshake). For us the handshake is still
+ * not over: the attempt says "again, for reading" until the client's
+ * Finished has come and checked out. */
 static int attempt(Session *ss, lua_State *L, int *f)
 {
 	int r, tries = 0;
@@ -734,6 +747,12 @@ static int attempt(Session *ss, lua_State *L, int *f)
 	 * of the socket would announce them. */
 	do {
 		r = gnutls_handshake(ss->s);
+		if (r == 0 && ss->server && !ss->finishing &&
+		    (gnutls_session_get_flags(ss->s) &
+		     GNUTLS_SFLAGS_EARLY_START)) {
+			ss->finishing = 1;
+			r = GNUTLS_E_AGAIN;
+		}
 	} while (r < 0 && !gnutls_error_is_fatal(r) &&
 		 ((r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) ||
 		  read_ahead_left(ss)) &&
@@ -762,7 +781,7 @@ static int wants_more(Session *ss, int r, int f)
 		return 2;
 	if (r == 0)
 		return 0;
-	return gnutls_record_get_direction(ss->s) ? 2 : 1;
+	return !ss->finishing && gnutls_record_get_direction(ss->s) ? 2 : 1;
 }
 
 static void undrive(Session *ss)
