@@ -147,6 +147,35 @@ describe("luatls.Session", function()
 		assert.equal("hi", recv(s))
 	end)
 
+	it("takes a client's last flight in pieces: its ChangeCipherSpec alone, then its Finished in halves", function()
+		local c, s = client(), server()
+		local finished = up_to_client_finished(c, s)
+		assert.equal("\20\3\3\0\1\1", finished:sub(1, 6)) -- a ChangeCipherSpec first
+		local half = 6 + math.floor((#finished - 6) / 2)
+		for _, piece in ipairs { finished:sub(1, 6), finished:sub(7, half) } do
+			s:feed(piece)
+			local ok, _, code = s:handshake()
+			assert.is_nil(ok)
+			assert.equal("wantread", code)
+			assert.is_false(s:info().established)
+		end
+		s:feed(finished:sub(half + 1))
+		assert.is_true(s:handshake())
+	end)
+
+	it("fails, rather than waits, when a client's ChangeCipherSpec is followed by garbage or by the end", function()
+		for _, after in ipairs { "garbage!", false } do
+			local c, s = client(), server()
+			local finished = up_to_client_finished(c, s)
+			s:feed(finished:sub(1, 6) .. (after or ""))
+			if not after then s:feed() end -- the end of the stream
+			local ok, msg, code = s:handshake()
+			assert.is_nil(ok)
+			assert.is_string(msg)
+			assert.is_false(blocked(code), tostring(after) .. ": " .. tostring(code))
+		end
+	end)
+
 	it("fails a TLS 1.3 server whose client's Finished was changed on the way", function()
 		local c, s = client(), server()
 		local finished = up_to_client_finished(c, s)

@@ -723,6 +723,54 @@ static int flight_failed(lua_State *L, Session *ss)
 			   strerror(errno));
 }
 
+/* TLS record content types, and the largest TLS 1.3 record body */
+#define RECORD_CCS 20
+#define RECORD_APPLICATION_DATA 23
+#define MAX_RECORD_BODY (16384 + 256)
+
+/* Whether the record carrying a client's Finished is here, for a server
+ * in early start (see attempt): GnuTLS computes the Finished it expects
+ * each time it is asked to look for it, so it is asked once that record
+ * is here whole. A ChangeCipherSpec the client sent on its own ahead of
+ * it (GnuTLS clients send theirs as soon as they have the ServerHello)
+ * does not count. Takes what the socket has into ss->in. 0 only while
+ * the socket (or the feed) has nothing more for now, so that a readiness
+ * will come; 1 for anything else (that record, any other bytes, the end
+ * of the stream, an error), which GnuTLS then reads and judges. */
+static int finished_here(Session *ss)
+{
+	const unsigned char *p;
+	size_t n, len;
+	if (ss->fd >= 0) {
+		char ahead[READ_AHEAD];
+		ssize_t r;
+		if (ss->in.len - ss->in.off >= sizeof ahead)
+			return 1;
+		r = recv(ss->fd, ahead, sizeof ahead, 0);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			       errno != EINTR))
+			return 1;
+		if (r > 0 && buffer_append(&ss->in, ahead, (size_t)r) < 0)
+			return 1;
+		if (r == (ssize_t)sizeof ahead)
+			return 1;
+		ss->drained = 1; /* the socket is empty for now */
+	} else if (ss->in_eof) {
+		return 1;
+	}
+	p = ss->in.data + ss->in.off;
+	n = ss->in.len - ss->in.off;
+	if (n >= 6 && p[0] == RECORD_CCS && p[3] == 0 && p[4] == 1) {
+		p += 6;
+		n -= 6;
+	}
+	if (n < 5)
+		return 0;
+	len = (size_t)p[3] << 8 | p[4];
+	return p[0] != RECORD_APPLICATION_DATA || len > MAX_RECORD_BODY ||
+	       n >= 5 + len;
+}
+
 /* One handshake attempt: gnutls_handshake's result, with *f telling
  * whether the flight it made went out (1), would block (0) or failed (-1,
  * errno set). L runs the hook and the stores; NULL for a driven session,
@@ -734,14 +782,19 @@ static int flight_failed(lua_State *L, Session *ss)
  * compute it again on the next attempt (a hash of the transcript and an
  * HMAC, wasted once per full handshake). For us the handshake is still
  * not over: the attempt says "again, for reading" until the client's
- * Finished has come and checked out. */
+ * Finished has come and checked out; and until finished_here, it does
+ * not ask GnuTLS. */
 static int attempt(Session *ss, lua_State *L, int *f)
 {
 	int r, tries = 0;
+	ss->drained = 0;
+	if (ss->finishing && !finished_here(ss)) {
+		*f = 1;
+		return GNUTLS_E_AGAIN;
+	}
 	luatls_resume_enter(L, &ss->rs);
 	ss->hook_L = L;
 	ss->corked = ss->fd >= 0;
-	ss->drained = 0;
 	/* GnuTLS may say "again" with bytes still read ahead (a server that
 	 * has just taken a record of early data): go on, since no readiness
 	 * of the socket would announce them. */
