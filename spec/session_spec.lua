@@ -147,8 +147,10 @@ describe("luatls.Session", function()
 		assert.equal("hi", recv(s))
 	end)
 
-	it("takes a client's last flight in pieces: its ChangeCipherSpec alone, then its Finished in halves", function()
-		local c, s = client(), server()
+	-- Feeds the server the client's last flight in pieces: its
+	-- ChangeCipherSpec alone, then the rest in halves. The server waits
+	-- for the last piece.
+	local function in_pieces(c, s)
 		local finished = up_to_client_finished(c, s)
 		assert.equal("\20\3\3\0\1\1", finished:sub(1, 6)) -- a ChangeCipherSpec first
 		local half = 6 + math.floor((#finished - 6) / 2)
@@ -161,6 +163,23 @@ describe("luatls.Session", function()
 		end
 		s:feed(finished:sub(half + 1))
 		assert.is_true(s:handshake())
+	end
+
+	it("takes a client's last flight in pieces: full, resumed, and with a client certificate", function()
+		in_pieces(client(), server())
+
+		local first = pair()
+		recv(first) -- the session tickets
+		local c, s = client { session = assert(first:session_data()) }, server()
+		in_pieces(c, s)
+		assert.is_true(s:info().resumed)
+
+		c = client { certificate = P .. "client-chain.pem", key = P .. "client.key" }
+		s = server { cafile = P .. "ca.pem", policy = tls.policy { client_certificate = "require" } }
+		in_pieces(c, s)
+		local requested, sent = s:client_certificate()
+		assert.is_true(requested)
+		assert.is_true(sent)
 	end)
 
 	it("fails, rather than waits, when a client's ChangeCipherSpec is followed by garbage or by the end", function()

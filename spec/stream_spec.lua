@@ -240,6 +240,20 @@ describe("send", function()
 		assert.is_true(got == big)
 	end)
 
+	it("sends a server's answer larger than the socket buffers to a client that reads only later", function()
+		local big = ("0123456789abcdef"):rep(4 * 65536) -- 4 MiB
+		local got, msg = H.run(function()
+			local conn = client_for(function(c) c:send(big) end)
+			tls.sleep(0.2) -- the server's sends fill the socket meanwhile
+			local data, err = conn:receive(#big)
+			conn:close()
+			return data, err
+		end)
+		assert.is_string(got, msg)
+		assert.equal(#big, #got)
+		assert.is_true(got == big)
+	end)
+
 	it("delivers all it sent before close, even when the peer sent data it never read", function()
 		-- the server writes first; the client never reads it, sends 4 MiB and
 		-- closes at once: a socket closed with unread bytes would be reset

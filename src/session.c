@@ -50,7 +50,8 @@ typedef struct {
 	int corked; /* socket transport: pushes gather in out (see fd_push) */
 	int drained; /* the last recv emptied the socket (see fd_pull) */
 	int peer_done; /* the peer's close_notify, or the end of its stream */
-	int finishing; /* servers: early start, the client's Finished due */
+	int finishing; /* TLS 1.3 servers: Finished sent, the client's due */
+	int early; /* the handshake returned early (early start), not over */
 	unsigned hello_versions; /* servers: bit (minor) per TLS 1.x offered */
 	int hello_seen;
 	lua_State *hook_L; /* set while gnutls_handshake runs */
@@ -489,7 +490,8 @@ static void record_client_hello(Session *ss, const unsigned char *p, size_t n)
  * ServerHello), so that the client works on its key share while this
  * side signs: one send for the whole flight would make the two wait for
  * each other (0.1 ms more to the first byte, measured). A resumed
- * handshake signs nothing and keeps its flight in one send. */
+ * handshake signs nothing and keeps its flight in one send. Notes when a
+ * TLS 1.3 Finished is queued (see attempt). */
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 		      unsigned incoming, const gnutls_datum_t *msg)
 {
@@ -503,6 +505,10 @@ static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
 		 when == GNUTLS_HOOK_POST && !incoming && ss->corked &&
 		 ss->out.len > ss->out.off)
 		(void)flush_out(ss); /* else the end of the step sends it */
+	else if (htype == GNUTLS_HANDSHAKE_FINISHED &&
+		 when == GNUTLS_HOOK_POST && !incoming &&
+		 gnutls_protocol_get_version(s) == GNUTLS_TLS1_3)
+		ss->finishing = 1; /* see attempt */
 	return 0;
 }
 
@@ -728,15 +734,15 @@ static int flight_failed(lua_State *L, Session *ss)
 #define RECORD_APPLICATION_DATA 23
 #define MAX_RECORD_BODY (16384 + 256)
 
-/* Whether the record carrying a client's Finished is here, for a server
- * in early start (see attempt): GnuTLS computes the Finished it expects
- * each time it is asked to look for it, so it is asked once that record
- * is here whole. A ChangeCipherSpec the client sent on its own ahead of
- * it (GnuTLS clients send theirs as soon as they have the ServerHello)
- * does not count. Takes what the socket has into ss->in. 0 only while
- * the socket (or the feed) has nothing more for now, so that a readiness
- * will come; 1 for anything else (that record, any other bytes, the end
- * of the stream, an error), which GnuTLS then reads and judges. */
+/* Whether the client's next record is here whole, for a TLS 1.3 server
+ * whose own Finished is out (see attempt): the record that carries the
+ * client's Finished (or its certificate, when one was requested). A
+ * ChangeCipherSpec the client sent on its own ahead of it (GnuTLS clients
+ * send theirs as soon as they have the ServerHello) does not count.
+ * Takes what the socket has into ss->in. 0 only while the socket (or the
+ * feed) has nothing more for now, so that a readiness will come; 1 for
+ * anything else (that record, any other bytes, the end of the stream, an
+ * error), which GnuTLS then reads and judges. */
 static int finished_here(Session *ss)
 {
 	const unsigned char *p;
@@ -775,15 +781,17 @@ static int finished_here(Session *ss)
  * whether the flight it made went out (1), would block (0) or failed (-1,
  * errno set). L runs the hook and the stores; NULL for a driven session,
  * which has none.
- * A TLS 1.3 server that requested no certificate and resumed nothing
- * returns once its flight is made ("early start", asked for in
- * session_new). Otherwise GnuTLS would go on at once to compute the
- * Finished it expects from the client, which cannot have come yet, and
- * compute it again on the next attempt (a hash of the transcript and an
- * HMAC, wasted once per full handshake). For us the handshake is still
- * not over: the attempt says "again, for reading" until the client's
- * Finished has come and checked out; and until finished_here, it does
- * not ask GnuTLS. */
+ * A TLS 1.3 server whose Finished is out waits for the client's last
+ * flight, and each time GnuTLS looks for it, it first computes the
+ * Finished it expects from the client (a hash of the transcript and an
+ * HMAC). So it is asked to look only once finished_here says the record
+ * is here. And a server that requested no certificate and resumed
+ * nothing returns as soon as its flight is made ("early start", asked
+ * for in session_new), rather than look at once, before the client can
+ * have answered (a resumed handshake still does, in the step that makes
+ * its flight). For us the handshake is still not over: the attempt says
+ * "again, for reading" until the client's Finished has come and checked
+ * out. */
 static int attempt(Session *ss, lua_State *L, int *f)
 {
 	int r, tries = 0;
@@ -800,10 +808,10 @@ static int attempt(Session *ss, lua_State *L, int *f)
 	 * of the socket would announce them. */
 	do {
 		r = gnutls_handshake(ss->s);
-		if (r == 0 && ss->server && !ss->finishing &&
+		if (r == 0 && ss->finishing && !ss->early &&
 		    (gnutls_session_get_flags(ss->s) &
 		     GNUTLS_SFLAGS_EARLY_START)) {
-			ss->finishing = 1;
+			ss->early = 1;
 			r = GNUTLS_E_AGAIN;
 		}
 	} while (r < 0 && !gnutls_error_is_fatal(r) &&
@@ -814,8 +822,10 @@ static int attempt(Session *ss, lua_State *L, int *f)
 	ss->hook_L = NULL;
 	luatls_resume_leave(&ss->rs);
 	*f = ss->fd >= 0 && ss->out.len > ss->out.off ? flush_out(ss) : 1;
-	if (r == 0)
+	if (r == 0) {
 		ss->state = S_OPEN;
+		ss->finishing = 0; /* records go both ways now */
+	}
 	return r;
 }
 
