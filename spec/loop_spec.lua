@@ -386,7 +386,7 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		close_all { w, sess, ssock, csess, csock, lp }
 	end)
 
-	it("drives a session with a session store only once the ClientHello is answered with TLS 1.3", function()
+	it("drives a session with a session store when its ClientHello gets TLS 1.3, and hands TLS 1.2 back to Lua", function()
 		local calls = 0
 		local store = {
 			get = function() calls = calls + 1 end,
@@ -397,28 +397,58 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		for _, version in ipairs { "TLS1.3", "TLS1.2" } do
 			local sess, ssock, csess, csock, w = tls_pair(lp, "r", { session_cache = store },
 				"NORMAL:-VERS-ALL:+VERS-" .. version)
-			assert.is_nil(w:drive(sess, 5)) -- the store may be needed: Lua's attempt first
-			-- until the server has answered the ClientHello
-			for _ = 1, 200 do
-				csess:handshake()
-				local _, _, code = sess:handshake()
-				assert.equal("wantread", code)
-				if #sess:offered().suites > 0 then break end
-				lp:step(0.01, {})
-			end
-			assert.is_true(#sess:offered().suites > 0)
+			assert.is_false(w:drive(sess, 5)) -- no ClientHello yet: armed
+			local fired, _, client_done = until_fired(lp, csess)
+			assert.equal(9, fired)
 			if version == "TLS1.3" then
-				assert.is_false(w:drive(sess, 5, "r")) -- TLS 1.3 never calls the store
-				assert.equal(9, (until_fired(lp, csess)))
+				assert.is_true(client_done) -- driven to the end: TLS 1.3 never calls the store
 				assert.is_true(sess:handshake())
 				assert.equal("TLS1.3", sess:info().version)
 				assert.equal(0, calls)
 			else
-				assert.is_nil(w:drive(sess, 5, "r")) -- TLS 1.2 may: Lua goes on
+				-- handed back on the hello, which it looked at: Lua goes on
+				assert.is_false(client_done)
+				assert.is_true(#sess:offered().suites > 0)
+				assert.is_nil(w:drive(sess, 5, "r"))
+				local ok
+				for _ = 1, 200 do
+					ok = sess:handshake()
+					if csess:handshake() == true and ok == true then break end
+					lp:step(0.01, {})
+				end
+				assert.is_true(ok)
+				assert.equal("TLS1.2", sess:info().version)
 			end
 			close_all { w, sess, ssock, csess, csock }
 		end
 		lp:close()
+	end)
+
+	it("waits for the whole ClientHello before it decides, for a session with a session store", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r", { session_cache = require("luatls.cache").new() })
+		csess:close()
+		local client = core.session(core.context("client"), {}) -- in memory: its hello, by hand
+		client:handshake()
+		local hello = client:drain()
+		assert.is_false(w:drive(sess, 5))
+		assert(csock:send(hello:sub(1, 100)))
+		for _ = 1, 10 do assert.equal(0, lp:step(0.01, {})) end
+		assert.is_true(w:active())
+		local data, _, code = csock:recv() -- no answer to half a hello
+		assert.is_nil(data)
+		assert.equal("wantread", code)
+		assert(csock:send(hello:sub(101)))
+		local got
+		for _ = 1, 200 do -- the watcher answers it: the server's flight comes
+			lp:step(0.01, {})
+			got = csock:recv()
+			if got then break end
+		end
+		assert.is_string(got)
+		assert.equal(22, got:byte(1)) -- a handshake record: the ServerHello
+		assert.is_true(w:active())
+		close_all { w, sess, ssock, client, csock, lp }
 	end)
 
 	it("reports a failed handshake through sess:handshake(), with the usual message and code", function()

@@ -17,6 +17,8 @@
 #define SESSION_MT "luatls.Session"
 #define RECV_CHUNK 16384
 #define MAX_NONFATAL_RETRIES 16
+/* attempt(): a driven attempt that needs Lua after all (see advance) */
+#define HANDED_BACK 1
 
 enum { S_NEW, S_OPEN, S_FAILED, S_CLOSED };
 
@@ -69,6 +71,7 @@ typedef struct {
 	 * held for the next sess:handshake(). */
 	void **driver;
 	int held, held_r, held_f, held_errno;
+	int handed_back; /* a hello that may need the store: Lua's attempts */
 } Session;
 
 static int hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
@@ -732,38 +735,49 @@ static int flight_failed(lua_State *L, Session *ss)
 /* TLS record content types, and the largest TLS 1.3 record body */
 #define RECORD_CCS 20
 #define RECORD_APPLICATION_DATA 23
+#define RECORD_HANDSHAKE 22
 #define MAX_RECORD_BODY (16384 + 256)
+
+/* Takes what the socket has into ss->in, for a look at the peer's next
+ * record before GnuTLS reads it: 1 when the socket (or the feed) has
+ * nothing more for now, so that a readiness will come should the record
+ * not be whole yet; 0 when it may have more (ss->in holds enough to
+ * look at), or the stream ended or failed: GnuTLS then reads on and
+ * judges. */
+static int take_ahead(Session *ss)
+{
+	char ahead[READ_AHEAD];
+	ssize_t r;
+	if (ss->fd < 0)
+		return !ss->in_eof;
+	if (ss->in.len - ss->in.off >= sizeof ahead)
+		return 0;
+	r = recv(ss->fd, ahead, sizeof ahead, 0);
+	if (r == 0 ||
+	    (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		return 0;
+	if (r > 0 && buffer_append(&ss->in, ahead, (size_t)r) < 0)
+		return 0;
+	if (r == (ssize_t)sizeof ahead)
+		return 0;
+	ss->drained = 1; /* the socket is empty for now */
+	return 1;
+}
 
 /* Whether the client's next record is here whole, for a TLS 1.3 server
  * whose own Finished is out (see attempt): the record that carries the
  * client's Finished (or its certificate, when one was requested). A
  * ChangeCipherSpec the client sent on its own ahead of it (GnuTLS clients
- * send theirs as soon as they have the ServerHello) does not count.
- * Takes what the socket has into ss->in. 0 only while the socket (or the
- * feed) has nothing more for now, so that a readiness will come; 1 for
+ * send theirs as soon as they have the ServerHello) does not count. 0
+ * only while it is not and a readiness will come (take_ahead); 1 for
  * anything else (that record, any other bytes, the end of the stream, an
  * error), which GnuTLS then reads and judges. */
 static int finished_here(Session *ss)
 {
 	const unsigned char *p;
 	size_t n, len;
-	if (ss->fd >= 0) {
-		char ahead[READ_AHEAD];
-		ssize_t r;
-		if (ss->in.len - ss->in.off >= sizeof ahead)
-			return 1;
-		r = recv(ss->fd, ahead, sizeof ahead, 0);
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-			       errno != EINTR))
-			return 1;
-		if (r > 0 && buffer_append(&ss->in, ahead, (size_t)r) < 0)
-			return 1;
-		if (r == (ssize_t)sizeof ahead)
-			return 1;
-		ss->drained = 1; /* the socket is empty for now */
-	} else if (ss->in_eof) {
+	if (!take_ahead(ss))
 		return 1;
-	}
 	p = ss->in.data + ss->in.off;
 	n = ss->in.len - ss->in.off;
 	if (n >= 6 && p[0] == RECORD_CCS && p[3] == 0 && p[4] == 1) {
@@ -775,6 +789,37 @@ static int finished_here(Session *ss)
 	len = (size_t)p[3] << 8 | p[4];
 	return p[0] != RECORD_APPLICATION_DATA || len > MAX_RECORD_BODY ||
 	       n >= 5 + len;
+}
+
+/* For a server with a session-ID store whose ClientHello has not been
+ * seen: whether that hello, once here, gets TLS 1.3, whose handshake
+ * never calls the store (resumption is by ticket), so that the watcher
+ * may make the attempts. Looks at the first record (and records what the
+ * hello offers, as the handshake hook would). 1 yes; 0 not whole yet, a
+ * readiness will come; -1 no, or not sure (a hello over several records,
+ * bytes that are no hello): Lua makes the attempt. */
+static int hello_gets_tls13(Session *ss)
+{
+	const unsigned char *p;
+	size_t n, len, hlen;
+	int more = take_ahead(ss);
+	p = ss->in.data + ss->in.off;
+	n = ss->in.len - ss->in.off;
+	if (n < 5)
+		return more ? 0 : -1;
+	len = (size_t)p[3] << 8 | p[4];
+	if (p[0] != RECORD_HANDSHAKE || len > MAX_RECORD_BODY)
+		return -1;
+	if (n < 5 + len)
+		return more ? 0 : -1;
+	p += 5;
+	if (len < 4 || p[0] != GNUTLS_HANDSHAKE_CLIENT_HELLO)
+		return -1;
+	hlen = (size_t)p[1] << 16 | rd16(p + 2);
+	if (hlen > len - 4)
+		return -1;
+	record_client_hello(ss, p, hlen + 4);
+	return (ss->hello_versions & enabled_versions(ss) & 1u << 4) ? 1 : -1;
 }
 
 /* One handshake attempt: gnutls_handshake's result, with *f telling
@@ -799,6 +844,12 @@ static int attempt(Session *ss, lua_State *L, int *f)
 	if (ss->finishing && !finished_here(ss)) {
 		*f = 1;
 		return GNUTLS_E_AGAIN;
+	}
+	if (L == NULL && ss->rs.cache && !ss->hello_seen) {
+		int h = hello_gets_tls13(ss);
+		*f = 1;
+		if (h <= 0)
+			return h == 0 ? GNUTLS_E_AGAIN : HANDED_BACK;
 	}
 	luatls_resume_enter(L, &ss->rs);
 	ss->hook_L = L;
@@ -858,26 +909,29 @@ static void undrive(Session *ss)
 /* The session at arg i, if an io watcher may drive its handshake: a server
  * session over a socket, in its handshake, whose attempts run no Lua (the
  * watcher runs inside ev_run, where no Lua runs): no hook and no early
- * data; and a session-ID store only once the ClientHello has been
- * answered with TLS 1.3, whose handshake never calls it (resumption is by
- * ticket). NULL otherwise. */
+ * data; and a session-ID store only if the ClientHello gets TLS 1.3, whose
+ * handshake never calls it (resumption is by ticket): before the hello
+ * has come, the attempt looks at it first (hello_gets_tls13) and hands
+ * the handshake back to Lua if it does not. NULL otherwise. */
 void *luatls_session_driveable(lua_State *L, int i)
 {
 	Session *ss = check_session(L, i);
 	if (!ss->server || ss->fd < 0 || ss->state != S_NEW || ss->held ||
 	    ss->has_hook || ss->rs.early_max > 0 || ss->out.len > ss->out.off)
 		return NULL;
-	if (ss->rs.cache && !(ss->hello_seen &&
-			      gnutls_protocol_get_version(ss->s) == GNUTLS_TLS1_3))
+	if (ss->rs.cache &&
+	    (ss->handed_back || (ss->hello_seen && gnutls_protocol_get_version(
+						       ss->s) != GNUTLS_TLS1_3)))
 		return NULL;
 	return ss;
 }
 
 /* Starts a drive: the watcher keeps its pointer to the session at *slot
  * (cleared here should the session close first). With now, makes the
- * first attempt: 0 when the handshake is over (its result held), else 1
- * or 2, the direction to wait for. Without, returns 1 (the caller knows
- * what to wait for). */
+ * first attempt: 0 when the handshake is over (its result held) or
+ * handed back to Lua (nothing held: the next sess:handshake() makes the
+ * attempt), else 1 or 2, the direction to wait for. Without, returns 1
+ * (the caller knows what to wait for). */
 int luatls_session_drive(void *p, void **slot, int now)
 {
 	Session *ss = (Session *)p;
@@ -888,7 +942,8 @@ int luatls_session_drive(void *p, void **slot, int now)
 }
 
 /* The next attempt of a driven handshake, when its socket is ready: as
- * luatls_session_drive. Over, the drive ends and the result is held. */
+ * luatls_session_drive. Over, the drive ends and the result is held;
+ * handed back, the drive ends with nothing held. */
 int luatls_session_advance(void *p)
 {
 	Session *ss = (Session *)p;
@@ -902,6 +957,11 @@ int luatls_session_advance(void *p)
 			goto over;
 	}
 	r = attempt(ss, NULL, &f);
+	if (r == HANDED_BACK) { /* Lua makes the attempts from here on */
+		ss->handed_back = 1;
+		undrive(ss);
+		return 0;
+	}
 	more = wants_more(ss, r, f);
 	if (more)
 		return more;
