@@ -836,7 +836,8 @@ static int hello_gets_tls13(Session *ss)
  * have answered (a resumed handshake still does, in the step that makes
  * its flight). For us the handshake is still not over: the attempt says
  * "again, for reading" until the client's Finished has come and checked
- * out. */
+ * out. A driven server with a session-ID store first looks at the
+ * ClientHello (hello_gets_tls13): HANDED_BACK when Lua must go on. */
 static int attempt(Session *ss, lua_State *L, int *f)
 {
 	int r, tries = 0;
