@@ -451,6 +451,19 @@ describe("an io watcher driving a server handshake (w:drive)", function()
 		close_all { w, sess, ssock, client, csock, lp }
 	end)
 
+	it("hands a session with a session store back to Lua when the first bytes are no ClientHello", function()
+		local lp = core.loop { new = true }
+		local sess, ssock, csess, csock, w = tls_pair(lp, "r", { session_cache = require("luatls.cache").new() })
+		assert.is_false(w:drive(sess, 5))
+		assert(csock:send("this is no TLS record, not at all\r\n"))
+		assert.same({ 9, 1 }, { until_fired(lp) })
+		local ok, msg, code = sess:handshake() -- Lua's attempt: GnuTLS judges the bytes
+		assert.is_nil(ok)
+		assert.is_string(msg)
+		assert.matches("^GNUTLS_E_", code)
+		close_all { w, sess, ssock, csess, csock, lp }
+	end)
+
 	it("reports a failed handshake through sess:handshake(), with the usual message and code", function()
 		local lp = core.loop { new = true }
 		local sess, ssock, csess, csock, w = tls_pair(lp, "r")

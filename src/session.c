@@ -786,7 +786,7 @@ static int finished_here(Session *ss)
 	}
 	if (n < 5)
 		return 0;
-	len = (size_t)p[3] << 8 | p[4];
+	len = rd16(p + 3);
 	return p[0] != RECORD_APPLICATION_DATA || len > MAX_RECORD_BODY ||
 	       n >= 5 + len;
 }
@@ -807,7 +807,7 @@ static int hello_gets_tls13(Session *ss)
 	n = ss->in.len - ss->in.off;
 	if (n < 5)
 		return more ? 0 : -1;
-	len = (size_t)p[3] << 8 | p[4];
+	len = rd16(p + 3);
 	if (p[0] != RECORD_HANDSHAKE || len > MAX_RECORD_BODY)
 		return -1;
 	if (n < 5 + len)
