@@ -93,14 +93,25 @@ static void push_class(lua_State *L, const char *name)
 	}
 }
 
+/* The methods and metamethods of a class carry it (see luatls_newclass):
+ * upvalue 1 is its metatable, upvalue 2 the address of its name. When the
+ * running function is one of them, the class in question is compared
+ * with the upvalue, which spares the registry look-up; any other
+ * function, or another class, takes that look-up. */
 void *luatls_checkudata(lua_State *L, int i, const char *name)
 {
 	void *p = lua_touserdata(L, i);
 	if (p != NULL && lua_getmetatable(L, i)) {
 		int same;
-		push_class(L, name);
-		same = lua_rawequal(L, -1, -2);
-		lua_pop(L, 2);
+		if (lua_touserdata(L, lua_upvalueindex(2)) ==
+		    (void *)(uintptr_t)name) {
+			same = lua_rawequal(L, -1, lua_upvalueindex(1));
+			lua_pop(L, 1);
+		} else {
+			push_class(L, name);
+			same = lua_rawequal(L, -1, -2);
+			lua_pop(L, 2);
+		}
 		if (same)
 			return p;
 	}
@@ -156,9 +167,14 @@ void luatls_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 	lua_pushlightuserdata(L, (void *)(uintptr_t)name); /* see push_class */
 	lua_pushvalue(L, -2);
 	lua_rawset(L, LUA_REGISTRYINDEX);
-	luaL_setfuncs(L, meta, 0);
+	/* each function knows its class: see luatls_checkudata */
+	lua_pushvalue(L, -1);
+	lua_pushlightuserdata(L, (void *)(uintptr_t)name);
+	luaL_setfuncs(L, meta, 2);
 	lua_newtable(L);
-	luaL_setfuncs(L, methods, 0);
+	lua_pushvalue(L, -2);
+	lua_pushlightuserdata(L, (void *)(uintptr_t)name);
+	luaL_setfuncs(L, methods, 2);
 	lua_setfield(L, -2, "__index");
 	lua_pushstring(L, name);
 	lua_setfield(L, -2, "__name");

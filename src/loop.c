@@ -260,16 +260,27 @@ static int loop_signal(lua_State *L)
 	return 1;
 }
 
-/* loop:step(timeout, ready) -> n, now: waits for events at most timeout
- * seconds (nil: until one arrives, 0: poll), stores the ids of the
- * watchers that fired in ready[1..n] (-id for an io watcher whose deadline
- * passed), and returns their number and the loop's time after the wait. */
+/* loop:step(timeout, ready [, at]) -> n, now: waits for events at most
+ * timeout seconds (nil: until one arrives, 0: poll) and not past the loop
+ * time at (absolute, as loop:now() gives; nil: no such bound), stores
+ * the ids of the watchers that fired in ready[1..n] (-id for an io
+ * watcher whose deadline passed), and returns their number and the
+ * loop's time after the wait. */
 static int loop_step(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
 	double timeout = luaL_optnumber(L, 2, -1.);
 	size_t i, n;
 	luaL_checktype(L, 3, LUA_TTABLE);
+	if (!lua_isnoneornil(L, 4)) {
+		double left;
+		ev_now_update(lc->loop);
+		left = luaL_checknumber(L, 4) - ev_now(lc->loop);
+		if (left < 0.)
+			left = 0.;
+		if (timeout < 0. || left < timeout)
+			timeout = left;
+	}
 	lc->nready = 0;
 	if (timeout > 0.) {
 		ev_timer_set(&lc->step_timer, timeout, 0.);
@@ -348,6 +359,26 @@ static int watcher_start(lua_State *L)
 		ev_signal_start(loop, &wa->w.sig);
 		break;
 	}
+	return 0;
+}
+
+/* w:start_by(deadline) arms an io watcher with an absolute deadline in
+ * loop time (loop:now()): libev counts a timer from the loop time of this
+ * iteration, so the timer is set from that, not from a fresh clock, and
+ * fires at the deadline itself. One call where start(seconds) would need
+ * the time read first. */
+static int watcher_start_by(lua_State *L)
+{
+	Watcher *wa = check_watcher(L, 1);
+	struct ev_loop *loop = wa->lc->loop;
+	double left = luaL_checknumber(L, 2) - ev_now(loop);
+	if (wa->kind != W_IO)
+		return luaL_error(L, "start_by: not an io watcher");
+	end_drive(wa);
+	ev_io_start(loop, &wa->w.io);
+	ev_timer_stop(loop, &wa->deadline);
+	ev_timer_set(&wa->deadline, left > 0. ? left : 0., 0.);
+	ev_timer_start(loop, &wa->deadline);
 	return 0;
 }
 
@@ -485,6 +516,7 @@ static const luaL_Reg watcher_methods[] = {
 	{"drive", watcher_drive},
 	{"set", watcher_set},
 	{"start", watcher_start},
+	{"start_by", watcher_start_by},
 	{"stop", watcher_stop},
 	{NULL, NULL}
 };

@@ -326,7 +326,11 @@ end
 -- the policy's verdict, then the handler's coroutine, or the failure.
 local function handshake_done(server, conn, ok, err, code)
 	local s = server.sched
-	ok, err, code = server.policy:enforce(conn, "server", server.ctx, ok, err, code)
+	if ok and server.policy_later then
+		conn.policy_later = server.policy -- what enforce would do: see Policy:enforce
+	else
+		ok, err, code = server.policy:enforce(conn, "server", server.ctx, ok, err, code)
+	end
 	if not ok then
 		conn:abort()
 		server.handshake_failures = server.handshake_failures + 1
@@ -363,7 +367,8 @@ local function handshake_step(server, conn, timed_out)
 			err, code = stream.handshake_failure(conn, err, code)
 		end
 	end
-	s:unwatch(conn)
+	-- the watcher has fired (which stopped it) or never started
+	s:unwatched(conn)
 	server.conns[conn] = nil
 	s:release()
 	handshake_done(server, conn, ok, err, code)
@@ -459,6 +464,8 @@ function M.listen(opts, handler)
 		rec = s:io(lsock:fd(), "r"), handshake_failures = 0, accepted = 0,
 		-- the same for every connection: made once, fd set by serve()
 		policy = pol, sess_opts = resumption.server_options(ctx, opts, pol, { fd = false }),
+		-- a policy whose every rule GnuTLS enforces judges no connection
+		policy_later = pol:enforced_by_gnutls(),
 	}, Server)
 	s.servers = (s.servers or 0) + 1
 	if not s.signal_recs then

@@ -167,8 +167,7 @@ local function arm(self, rec, w, dir, deadline)
 	end
 	if deadline then
 		-- the watcher's own libev timer: it fires as -id (see step)
-		local left = deadline - self:now()
-		w:start(left > 0 and left or 0)
+		w:start_by(deadline)
 	else
 		w:start()
 	end
@@ -213,6 +212,13 @@ function Scheduler:unwatch(rec)
 	rec.fn = nil
 	self.by_id[rec.id] = nil
 	if rec.watcher then rec.watcher:stop() end
+end
+
+-- The same for a record whose watcher is known to be stopped: it has
+-- fired (io watchers are one-shot), or was never started.
+function Scheduler:unwatched(rec)
+	rec.fn = nil
+	self.by_id[rec.id] = nil
 end
 
 -- Work in progress that is no coroutine (a watch) keeps run() going
@@ -372,7 +378,9 @@ end
 function Scheduler:step(max_wait)
 	run_queue(self)
 	if self.live == 0 then return false end
-	local timeout
+	-- the wait: at most timeout seconds, and not past the time at (both
+	-- nil: until an event); the loop reads the clock for at itself
+	local timeout, at
 	if self.qhead <= self.qtail then
 		timeout = 0
 	else
@@ -381,21 +389,14 @@ function Scheduler:step(max_wait)
 			heap_pop(self.heap)
 			top = self.heap[1]
 		end
-		if top then
-			timeout = top[1] - self:now()
-			if timeout < 0 then timeout = 0 end
-		end
-		if max_wait and (timeout == nil or timeout > max_wait) then timeout = max_wait end
+		at = top and top[1]
+		timeout = max_wait
 		-- stop() may have come from the coroutines just run
 		local stop_at = self.stop_deadline
-		if stop_at then
-			local left = stop_at - self:now()
-			if left < 0 then left = 0 end
-			if timeout == nil or timeout > left then timeout = left end
-		end
+		if stop_at and (at == nil or stop_at < at) then at = stop_at end
 	end
 	local fired = self.fired
-	local n, now = self.ev:step(timeout, fired)
+	local n, now = self.ev:step(timeout, fired, at)
 	local by_id = self.by_id
 	for i = 1, n do
 		local id = fired[i]

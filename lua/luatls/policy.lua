@@ -1049,6 +1049,13 @@ local function enforced_by_gnutls(self)
 	return v
 end
 
+-- p:enforced_by_gnutls() -> whether every rule of the policy is GnuTLS's
+-- to enforce: enforce() then only notes the policy on the connection, for
+-- verdicts made when asked.
+function Policy:enforced_by_gnutls()
+	return enforced_by_gnutls(self)
+end
+
 function Policy:enforce(conn, role, ctx, ok, err, code, in_handshake, now)
 	if role ~= "client" and role ~= "server" then
 		error("bad argument #2 to 'enforce' (\"client\" or \"server\" expected)", 2)

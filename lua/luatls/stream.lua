@@ -107,25 +107,30 @@ function Stream:handshake(seconds)
 	end
 end
 
--- Reads one chunk into the buffer: true | nil, message, code
+-- Reads one chunk into the buffer: true, deadline | nil, message, code.
+-- deadline false: not read yet (the call's timeout starts when the call
+-- does, but the time is only read when it has to wait); the deadline
+-- that was read comes back, for the caller's next fill.
 local function fill(self, deadline)
 	if self.pending then -- a handshake the handler started early (0-RTT)
+		if deadline == false then deadline = deadline_of(self) end
 		local n = #self.buf
 		local ok, err, code = self.pending(self, deadline)
 		if not ok then return nil, err, code end
-		if #self.buf > n then return true end
+		if #self.buf > n then return true, deadline end
 	end
 	while true do
 		local data, err, code = self.sess:recv()
 		if data then
 			self.buf = self.buf == "" and data or self.buf .. data
 			if self.after_recv then self:after_recv() end -- a TLS 1.3 ticket may have come
-			return true
+			return true, deadline
 		end
 		if code ~= "wantread" and code ~= "wantwrite" then
 			if code == "closed" then return nil, err, code end
 			return nil, errors.failure(err, code, self)
 		end
+		if deadline == false then deadline = deadline_of(self) end
 		local ok, werr, wcode = await(self, code, deadline, "receive")
 		if not ok then return nil, werr, wcode end
 	end
@@ -141,8 +146,9 @@ end
 -- without its end of line, "*a" (or "a") everything until the peer closes,
 -- a number for that many bytes. prefix is put in front of what is read
 -- (and counts toward n). Failures: nil, message, code, partial. The
--- deadline (the timeout) starts with the call, and is only read when the
--- call has to wait: a line already buffered costs one call into C.
+-- deadline (the timeout) starts with the call, and the time is only read
+-- when the call has to wait: a line already buffered, or already in
+-- GnuTLS's hands, costs no clock.
 function Stream:receive(pattern, prefix)
 	if getmetatable(self) ~= Stream or self.closed then check(self, "receive") end
 	if prefix ~= nil and type(prefix) ~= "string" then
@@ -158,13 +164,12 @@ function Stream:receive(pattern, prefix)
 				return prefix and prefix .. line or line
 			end
 			from = #self.buf + 1
-			if deadline == false then deadline = deadline_of(self) end
 			local ok, err, code = fill(self, deadline)
 			if not ok then return nil, err, code, (prefix or "") .. take(self, #self.buf) end
+			deadline = err
 		end
 	end
 	prefix = prefix or ""
-	deadline = deadline_of(self)
 	if type(pattern) == "number" then
 		if pattern < 0 or pattern % 1 ~= 0 then
 			error("bad argument #1 to 'receive' (non-negative integer expected)", 2)
@@ -179,6 +184,7 @@ function Stream:receive(pattern, prefix)
 			while have < want do
 				local ok, err, code = fill(self, deadline)
 				if not ok then return nil, err, code, prefix .. concat(parts, "", 1, n) end
+				deadline = err
 				n = n + 1
 				parts[n] = self.buf
 				have = have + #self.buf
@@ -197,6 +203,7 @@ function Stream:receive(pattern, prefix)
 				if code == "closed" then return all end
 				return nil, err, code, all
 			end
+			deadline = err
 			n = n + 1
 			parts[n] = self.buf
 			self.buf = ""
