@@ -217,7 +217,8 @@ static int socket_listen(lua_State *L)
 	return 1;
 }
 
-/* sock:accept() -> Socket, peer address, peer port | nil, message, code */
+/* sock:accept() -> Socket, peer address, peer port, descriptor | nil,
+ * message, code */
 static int socket_accept(lua_State *L)
 {
 	Socket *so = check_socket(L, 1), *client;
@@ -243,7 +244,8 @@ static int socket_accept(lua_State *L)
 #endif
 	set_nodelay(fd);
 	push_address(L, &sa);
-	return 3;
+	lua_pushinteger(L, fd);
+	return 4;
 }
 
 /* sock:send(data [, i]) -> bytes | nil, message, code (plain bytes) */

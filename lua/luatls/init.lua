@@ -252,14 +252,15 @@ function M.connect(opts)
 		hostname = server_name or host
 	end
 	local resume = resumption.client(s, opts, pol, server_name, verify, hostname)
+	local fd = sock:fd()
 	local sess = core.session(ctx, resume:options {
-		fd = sock:fd(),
+		fd = fd,
 		server_name = server_name or nil,
 		hostname = hostname,
 		verify = verify,
 	})
 	local peer_host, peer_port = sock:peer_address()
-	local conn = stream.new(s, sock, sess, "client", opts.timeout,
+	local conn = stream.new(s, sock, fd, sess, "client", opts.timeout,
 		peer_host and (peer_host .. ":" .. peer_port) or nil, host, port)
 	local hook = pol:handshake_hook(conn, "client", ctx)
 	if hook then sess:set_hook(hook) end
@@ -380,11 +381,11 @@ end
 -- which spares every connection a coroutine switch and a wake-up. A
 -- policy that judges certificates (which may run the user's check
 -- functions) or early data keeps a coroutine from the start: see serve.
-local function start_handshake(server, sock, addr, port)
+local function start_handshake(server, sock, addr, port, fd)
 	local s, sess_opts = server.sched, server.sess_opts
-	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
+	sess_opts.fd = fd -- core.session reads its options, keeps none
 	local sess = core.session(server.ctx, sess_opts)
-	local conn = stream.new(s, sock, sess, "server", server.opts.timeout, addr .. ":" .. port)
+	local conn = stream.new(s, sock, fd, sess, "server", server.opts.timeout, addr .. ":" .. port)
 	local seconds = server.opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT
 	-- nothing after this raises: server.step runs under pcall
 	server.conns[conn] = s:now() + seconds
@@ -404,11 +405,11 @@ end
 -- Serves one accepted socket in a coroutine: handshake, then the user's
 -- handler (policies with certificate rules or early data; see
 -- start_handshake for the others).
-local function serve(server, sock, addr, port, handler)
+local function serve(server, sock, addr, port, fd, handler)
 	local opts, pol, sess_opts = server.opts, server.policy, server.sess_opts
-	sess_opts.fd = sock:fd() -- core.session reads its options, keeps none
+	sess_opts.fd = fd -- core.session reads its options, keeps none
 	local sess = core.session(server.ctx, sess_opts)
-	local conn = stream.new(server.sched, sock, sess, "server", opts.timeout, addr .. ":" .. port)
+	local conn = stream.new(server.sched, sock, fd, sess, "server", opts.timeout, addr .. ":" .. port)
 	local co = coroutine.running()
 	server.conns[co] = conn -- for the error handler, should the handler fail
 	local hook = pol:handshake_hook(conn, "server", server.ctx)
@@ -511,15 +512,15 @@ function M.listen(opts, handler)
 	-- (until close).
 	local function accept_all(rec)
 		while not server.closed do
-			local sock, addr, cport = lsock:accept()
+			local sock, addr, cport, fd = lsock:accept()
 			if sock then
 				server.accepted = server.accepted + 1
 				if in_coroutine then
-					s:spawn(serve, failed, server, sock, addr, cport, handler)
+					s:spawn(serve, failed, server, sock, addr, cport, fd, handler)
 				else
 					-- as a coroutine's failure would: this connection
 					-- goes, the server goes on
-					local ok, e = pcall(start_handshake, server, sock, addr, cport)
+					local ok, e = pcall(start_handshake, server, sock, addr, cport, fd)
 					if not ok then
 						sock:close()
 						on_error("connection from " .. addr .. ":" .. cport .. ": " .. tostring(e))

@@ -406,10 +406,12 @@ function Scheduler:step(max_wait)
 			if rec.fn then
 				rec.fn(rec, id < 0)
 			else
+				-- the coroutine waiting on it runs now, as a callback
+				-- would: a turn in the run queue would only delay it
 				local co = rec.co
 				if co then
 					rec.co = nil
-					enqueue(self, co, id < 0 and "timeout" or "ready")
+					resume(self, co, id < 0 and "timeout" or "ready")
 				end
 			end
 		end

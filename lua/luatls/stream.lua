@@ -18,8 +18,9 @@ Stream.__name = "luatls.Connection"
 -- the collector less than an ephemeron table entry per connection.
 local live = setmetatable({}, { __mode = "k" })
 
--- new(sched, sock, sess, role, timeout, peer ["addr:port"] [, host, port])
-function M.new(sched, sock, sess, role, timeout, peer, host, port)
+-- new(sched, sock, fd, sess, role, timeout, peer ["addr:port"] [, host, port])
+-- fd: the socket's descriptor
+function M.new(sched, sock, fd, sess, role, timeout, peer, host, port)
 	-- The stream is its own io record (id, watcher, dir, co, fn: see
 	-- Scheduler:io), so a connection is one table. The constructor names
 	-- the fields a server connection comes to have, which sizes the
@@ -36,7 +37,7 @@ function M.new(sched, sock, sess, role, timeout, peer, host, port)
 		id = false, watcher = false, dir = false, co = nil, fn = nil,
 		closed = nil, policy_later = nil,
 	}, Stream)
-	sched:io(sock:fd(), "r", self)
+	sched:io(fd, "r", self)
 	if host then self.host, self.port = host, port end
 	if role == "client" then live[self] = true end
 	return self
