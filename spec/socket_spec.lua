@@ -31,8 +31,9 @@ local function connected_pair()
 	assert(wait(c, "w"))
 	assert(c:connected())
 	assert(wait(lsock, "r"))
-	local s, addr, cport = lsock:accept()
+	local s, addr, cport, fd = lsock:accept()
 	assert(s, addr)
+	assert(fd == s:fd(), "accept's fourth value is the new socket's descriptor")
 	return c, s, lsock, addr, cport
 end
 
@@ -154,6 +155,13 @@ describe("luatls.Socket", function()
 		assert.is_nil(x)
 		assert.equal("wantread", code)
 		assert.matches("would block", msg, 1, true)
+		-- an empty backlog leaves no half-made socket behind: the
+		-- listener still accepts, and closes cleanly
+		local before = open_fds()
+		for _ = 1, 50 do assert.is_nil((lsock:accept())) end
+		collectgarbage()
+		collectgarbage()
+		assert.equal(before, open_fds())
 		x, msg, code = s:recv()
 		assert.is_nil(x)
 		assert.equal("wantread", code)

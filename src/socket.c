@@ -19,6 +19,9 @@
 typedef struct {
 	int fd;
 	int listening;
+	/* a listening socket's accepted descriptor, plus one, while its
+	 * Socket is made (0: none); see socket_accept */
+	int pending;
 } Socket;
 
 static Socket *check_socket(lua_State *L, int i)
@@ -225,18 +228,30 @@ static int socket_accept(lua_State *L)
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof sa;
 	int fd;
-	client = new_socket(L); /* first, so that an error cannot leak the fd */
+	if (so->pending > 0) { /* accepted before making its object failed */
+		fd = so->pending - 1;
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0)
+			memset(&sa, 0, sizeof sa);
+	} else {
 #ifdef SOCK_NONBLOCK
-	fd = accept4(so->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(so->fd, (struct sockaddr *)&sa, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-	fd = accept(so->fd, (struct sockaddr *)&sa, &len);
+		fd = accept(so->fd, (struct sockaddr *)&sa, &len);
 #endif
-	if (fd < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-		    errno == ECONNABORTED)
-			return luatls_wouldblock(L, 0);
-		return luatls_fail_errno(L, errno, "accept");
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR || errno == ECONNABORTED)
+				return luatls_wouldblock(L, 0);
+			return luatls_fail_errno(L, errno, "accept");
+		}
 	}
+	/* The object after the accept, so that an empty backlog makes none;
+	 * should making it fail (out of memory), the descriptor stays with
+	 * the listening socket, for the next accept or its close. */
+	so->pending = fd + 1;
+	client = new_socket(L);
+	so->pending = 0;
 	client->fd = fd;
 #ifndef SOCK_NONBLOCK
 	if (set_nonblocking(fd) < 0)
@@ -358,6 +373,10 @@ static int socket_close(lua_State *L)
 			drain(so->fd);
 		close(so->fd);
 		so->fd = -1;
+	}
+	if (so->pending > 0) {
+		close(so->pending - 1);
+		so->pending = 0;
 	}
 	return 0;
 }
