@@ -1,13 +1,17 @@
 -- bench/lprof.lua SCRIPT ARGS...: runs SCRIPT (e.g. bench/luatls_server.lua) with a
 -- sampler of the Lua code: a count hook with a random period (20-180 VM
 -- instructions) in every coroutine; writes the hottest functions and lines
--- to $LPROF_OUT (/tmp/lprof.txt) when the script calls os.exit.
+-- to $LPROF_OUT (/tmp/lprof.txt) when the script calls os.exit. With
+-- LPROF_EXACT=1 the hook runs on every VM instruction instead, and the
+-- output starts with their total: divided by the connections served, what
+-- one costs the interpreter (slow; for counts, not for timings).
+local exact = os.getenv("LPROF_EXACT") == "1"
 local counts, fcounts = {}, {}
 local getinfo = debug.getinfo
 local hook
 local random, running, sethook = math.random, coroutine.running, debug.sethook
 hook = function()
-	sethook(running(), hook, "", random(20, 180))
+	if not exact then sethook(running(), hook, "", random(20, 180)) end
 	local info = getinfo(2, "Sln")
 	if info then
 		local k = info.short_src .. ":" .. (info.currentline or 0)
@@ -19,6 +23,11 @@ end
 local function dump()
 	debug.sethook()
 	local f = io.open(os.getenv("LPROF_OUT") or "/tmp/lprof.txt", "w")
+	if exact then
+		local total = 0
+		for _, v in pairs(counts) do total = total + v end
+		f:write(("VM instructions: %d\n"):format(total))
+	end
 	for _, t in ipairs { fcounts, counts } do
 		local list, total = {}, 0
 		for k, v in pairs(t) do list[#list + 1] = { k, v } total = total + v end
@@ -30,9 +39,13 @@ local function dump()
 end
 local exit = os.exit
 os.exit = function(...) dump() exit(...) end
-debug.sethook(hook, "", 100)
+debug.sethook(hook, "", exact and 1 or 100)
 local create = coroutine.create
-coroutine.create = function(f) local co = create(f) debug.sethook(co, hook, "", random(1, 180)) return co end
+coroutine.create = function(f)
+	local co = create(f)
+	debug.sethook(co, hook, "", exact and 1 or random(1, 180))
+	return co
+end
 local script = table.remove(arg, 1)
 arg[0] = script
 dofile(script)
