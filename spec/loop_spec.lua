@@ -52,6 +52,25 @@ describe("luatls.Loop", function()
 		lp:close()
 	end)
 
+	it("bounds a step by an absolute loop time as well, the nearer of it and the timeout", function()
+		local lp = core.loop { new = true }
+		local out = {}
+		local before = lp:now()
+		local n, now = lp:step(nil, out, before + 0.03)
+		assert.equal(0, n)
+		assert.is_true(now >= before + 0.025) -- it waited until then
+		before = lp:now()
+		n, now = lp:step(0.02, out, before + 60) -- the timeout is nearer
+		assert.equal(0, n)
+		assert.is_true(now >= before + 0.015 and now < before + 30)
+		before = lp:now()
+		n, now = lp:step(60, out, before - 1) -- a time already past: a poll
+		assert.equal(0, n)
+		assert.is_true(now < before + 30)
+		assert.matches("number expected", H.error_of(lp.step, lp, 0, out, "soon"), 1, true)
+		lp:close()
+	end)
+
 	it("reports a timer watcher by its id when it fires, once", function()
 		local lp = core.loop { new = true }
 		local w = lp:timer(42)
@@ -122,6 +141,36 @@ describe("luatls.Loop", function()
 		assert.equal(1, n)
 		assert.equal(-7, out[1])
 		assert.is_false(w:active())
+		w:close()
+		lsock:close()
+		lp:close()
+	end)
+
+	it("takes an absolute deadline with start_by, reported as -id when it passes first", function()
+		local lp = core.loop { new = true }
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local w = lp:io(7, lsock:fd(), "r")
+		local out = {}
+		local before = lp:now()
+		w:start_by(before + 0.05)
+		assert.is_true(w:active())
+		local n, now = 0, nil
+		for _ = 1, 50 do
+			n, now = lp:step(0.1, out)
+			if n > 0 then break end
+		end
+		assert.equal(1, n)
+		assert.equal(-7, out[1])
+		assert.is_true(now >= before + 0.045)
+		assert.is_false(w:active())
+		-- a deadline already past fires at the next step
+		w:start_by(lp:now() - 1)
+		assert.equal(1, lp:step(1, out))
+		assert.equal(-7, out[1])
+		assert.matches("number expected", H.error_of(w.start_by, w), 1, true)
+		local t = lp:timer(8)
+		assert.matches("not an io watcher", H.error_of(t.start_by, t, lp:now() + 1), 1, true)
+		t:close()
 		w:close()
 		lsock:close()
 		lp:close()

@@ -407,9 +407,20 @@ describe("luatls.Session", function()
 		assert.matches("position", H.error_of(c.send, c, "abc", 5), 1, true)
 		-- a method given something else than a Session, even another of
 		-- luatls's objects or a table that borrows its metatable
-		for _, other in ipairs { ctx, {}, setmetatable({}, getmetatable(c)), "x", 1 } do
+		local lp = core.loop { new = true }
+		local w = lp:timer(1)
+		local sock = assert(core.tcp_listen("127.0.0.1", 0))
+		for _, other in ipairs { ctx, w, sock, lp, {}, setmetatable({}, getmetatable(c)), "x", 1 } do
 			assert.matches("luatls.Session expected", H.error_of(c.handshake, other), 1, true)
+			assert.matches("luatls.Session expected", H.error_of(getmetatable(c).__tostring, other), 1, true)
 		end
+		-- and the other way round: another class's method given a session
+		assert.matches("luatls.Watcher expected", H.error_of(w.stop, c), 1, true)
+		assert.matches("luatls.Socket expected", H.error_of(sock.fd, c), 1, true)
+		assert.matches("luatls.Loop expected", H.error_of(lp.now, c), 1, true)
+		sock:close()
+		w:close()
+		lp:close()
 		assert.matches("luatls.Context expected", H.error_of(core.session, c), 1, true)
 		s:close()
 		ctx:close()
