@@ -636,6 +636,37 @@ describe("the scheduler", function()
 		assert.matches("traceback", err, 1, true)
 	end)
 
+	it("wakes every coroutine whose event came in a step, though the first one's failure raises from run", function()
+		loop.reset()
+		local s = loop.default()
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local _, port = lsock:local_address()
+		-- two waits on one descriptor: a connection makes both ready at once
+		local r1, r2 = s:io(lsock:fd(), "r"), s:io(lsock:fd(), "r")
+		local second, client
+		tls.spawn(function()
+			s:wait_io(r1, "r", s:now() + 5)
+			error("boom in the first")
+		end)
+		tls.spawn(function() second = { s:wait_io(r2, "r", s:now() + 5) } end)
+		tls.spawn(function()
+			tls.sleep(0.02)
+			client = core.tcp_connect("127.0.0.1", port)
+		end)
+		local err = H.error_of(tls.run)
+		assert.matches("boom in the first", err, 1, true)
+		assert.is_nil(second) -- not run yet: the failure came first
+		-- the second was woken in the same step, and now runs (bounded:
+		-- were its event lost, nothing would ever wake it)
+		assert.is_true(s:run(s:now() + 4), "the second coroutine's event was lost")
+		assert.same({ true }, second)
+		s:close_watcher(r1)
+		s:close_watcher(r2)
+		if client then client:close() end
+		lsock:close()
+		loop.reset()
+	end)
+
 	it("wakes sleepers in the order of their deadlines", function()
 		local order = H.run(function()
 			local got = {}

@@ -406,12 +406,19 @@ function Scheduler:step(max_wait)
 			if rec.fn then
 				rec.fn(rec, id < 0)
 			else
-				-- the coroutine waiting on it runs now, as a callback
-				-- would: a turn in the run queue would only delay it
 				local co = rec.co
 				if co then
 					rec.co = nil
-					resume(self, co, id < 0 and "timeout" or "ready")
+					if self.handlers[co] then
+						-- it runs now, as a callback would (a turn in
+						-- the run queue would only delay it); a failure
+						-- goes to its error handler
+						resume(self, co, id < 0 and "timeout" or "ready")
+					else
+						-- a failure raises from run(): from the run
+						-- queue, once every event of this step is seen
+						enqueue(self, co, id < 0 and "timeout" or "ready")
+					end
 				end
 			end
 		end
