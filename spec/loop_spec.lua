@@ -667,6 +667,32 @@ describe("the scheduler", function()
 		loop.reset()
 	end)
 
+	it("hands the events of a turn on after a callback of that turn raises", function()
+		loop.reset()
+		local s = loop.default()
+		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
+		local _, port = lsock:local_address()
+		-- the callback's watcher is armed first, so it fires first
+		local r1, r2 = s:io(lsock:fd(), "r"), s:io(lsock:fd(), "r")
+		s:watch(r1, "r", nil, function() error("boom in a callback") end)
+		local second, client
+		tls.spawn(function() second = { s:wait_io(r2, "r", s:now() + 5) } end)
+		tls.spawn(function()
+			tls.sleep(0.02)
+			client = core.tcp_connect("127.0.0.1", port)
+		end)
+		assert.matches("boom in a callback", H.error_of(tls.run), 1, true)
+		assert.is_nil(second)
+		assert.is_true(s:run(s:now() + 4), "the coroutine's event was lost")
+		assert.same({ true }, second)
+		s:unwatch(r1)
+		s:close_watcher(r1)
+		s:close_watcher(r2)
+		if client then client:close() end
+		lsock:close()
+		loop.reset()
+	end)
+
 	it("wakes sleepers in the order of their deadlines", function()
 		local order = H.run(function()
 			local got = {}

@@ -61,7 +61,7 @@ function M.new(options)
 		waiting = {},      -- co -> wait sequence number, while it waits
 		seq = 0,
 		queue = {}, values = {}, args = {}, qhead = 1, qtail = 0, -- ready to run
-		fired = {},
+		fired = {}, fired_n = 0, -- see dispatch
 		pool = {},         -- finished coroutines, ready for the next spawn
 		live = 0,          -- coroutines spawned and not finished
 		handlers = {},     -- co -> error handler
@@ -374,8 +374,47 @@ local function expire(self, now)
 	end
 end
 
+-- Hands fired[1..n], the ids of the watchers that fired, to their
+-- records: a callback (fn) is called, a waiting coroutine woken. Should
+-- one of them raise, the ids not handed yet stay in fired (those handed
+-- are cleared) and fired_n says how far to look: the next turn hands them
+-- first, so that no event is lost to another's failure.
+local function dispatch(self, n)
+	local fired, by_id = self.fired, self.by_id
+	self.fired_n = n
+	for i = 1, n do
+		local id = fired[i]
+		if id then
+			fired[i] = nil
+			local rec = by_id[id < 0 and -id or id] -- -id: an io wait's deadline
+			if rec then
+				if rec.fn then
+					rec.fn(rec, id < 0)
+				else
+					local co = rec.co
+					if co then
+						rec.co = nil
+						if self.handlers[co] then
+							-- it runs now, as a callback would (a turn in
+							-- the run queue would only delay it); a
+							-- failure goes to its error handler
+							resume(self, co, id < 0 and "timeout" or "ready")
+						else
+							-- a failure raises from run(): from the run
+							-- queue, once every event of this turn is seen
+							enqueue(self, co, id < 0 and "timeout" or "ready")
+						end
+					end
+				end
+			end
+		end
+	end
+	self.fired_n = 0
+end
+
 -- One turn: run the ready coroutines, then wait for events.
 function Scheduler:step(max_wait)
+	if self.fired_n > 0 then dispatch(self, self.fired_n) end -- see dispatch
 	run_queue(self)
 	if self.live == 0 then return false end
 	-- the wait: at most timeout seconds, and not past the time at (both
@@ -395,34 +434,8 @@ function Scheduler:step(max_wait)
 		local stop_at = self.stop_deadline
 		if stop_at and (at == nil or stop_at < at) then at = stop_at end
 	end
-	local fired = self.fired
-	local n, now = self.ev:step(timeout, fired, at)
-	local by_id = self.by_id
-	for i = 1, n do
-		local id = fired[i]
-		fired[i] = nil
-		local rec = by_id[id < 0 and -id or id] -- -id: an io wait's deadline
-		if rec then
-			if rec.fn then
-				rec.fn(rec, id < 0)
-			else
-				local co = rec.co
-				if co then
-					rec.co = nil
-					if self.handlers[co] then
-						-- it runs now, as a callback would (a turn in
-						-- the run queue would only delay it); a failure
-						-- goes to its error handler
-						resume(self, co, id < 0 and "timeout" or "ready")
-					else
-						-- a failure raises from run(): from the run
-						-- queue, once every event of this step is seen
-						enqueue(self, co, id < 0 and "timeout" or "ready")
-					end
-				end
-			end
-		end
-	end
+	local n, now = self.ev:step(timeout, self.fired, at)
+	dispatch(self, n)
 	expire(self, now)
 	return true
 end
