@@ -636,61 +636,58 @@ describe("the scheduler", function()
 		assert.matches("traceback", err, 1, true)
 	end)
 
-	it("wakes every coroutine whose event came in a step, though the first one's failure raises from run", function()
+	-- Two waits on one listening socket, which a connection makes ready in
+	-- the same turn. arm_first(s, rec) arms the first, to fail (armed
+	-- first, it fires first); the second is a coroutine's wait. Returns
+	-- what run() raised, the second's result then, whether a second run
+	-- ended (bounded: were the second's event lost, nothing would ever
+	-- wake it), and the second's result after it.
+	local function second_after_failure(arm_first)
 		loop.reset()
 		local s = loop.default()
 		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
 		local _, port = lsock:local_address()
-		-- two waits on one descriptor: a connection makes both ready at once
 		local r1, r2 = s:io(lsock:fd(), "r"), s:io(lsock:fd(), "r")
+		arm_first(s, r1)
 		local second, client
-		tls.spawn(function()
-			s:wait_io(r1, "r", s:now() + 5)
-			error("boom in the first")
-		end)
 		tls.spawn(function() second = { s:wait_io(r2, "r", s:now() + 5) } end)
 		tls.spawn(function()
 			tls.sleep(0.02)
 			client = core.tcp_connect("127.0.0.1", port)
 		end)
 		local err = H.error_of(tls.run)
-		assert.matches("boom in the first", err, 1, true)
-		assert.is_nil(second) -- not run yet: the failure came first
-		-- the second was woken in the same step, and now runs (bounded:
-		-- were its event lost, nothing would ever wake it)
-		assert.is_true(s:run(s:now() + 4), "the second coroutine's event was lost")
-		assert.same({ true }, second)
-		s:close_watcher(r1)
-		s:close_watcher(r2)
-		if client then client:close() end
-		lsock:close()
-		loop.reset()
-	end)
-
-	it("hands the events of a turn on after a callback of that turn raises", function()
-		loop.reset()
-		local s = loop.default()
-		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
-		local _, port = lsock:local_address()
-		-- the callback's watcher is armed first, so it fires first
-		local r1, r2 = s:io(lsock:fd(), "r"), s:io(lsock:fd(), "r")
-		s:watch(r1, "r", nil, function() error("boom in a callback") end)
-		local second, client
-		tls.spawn(function() second = { s:wait_io(r2, "r", s:now() + 5) } end)
-		tls.spawn(function()
-			tls.sleep(0.02)
-			client = core.tcp_connect("127.0.0.1", port)
-		end)
-		assert.matches("boom in a callback", H.error_of(tls.run), 1, true)
-		assert.is_nil(second)
-		assert.is_true(s:run(s:now() + 4), "the coroutine's event was lost")
-		assert.same({ true }, second)
+		local before = second
+		local ended = s:run(s:now() + 4)
 		s:unwatch(r1)
 		s:close_watcher(r1)
 		s:close_watcher(r2)
 		if client then client:close() end
 		lsock:close()
 		loop.reset()
+		return err, before, ended, second
+	end
+
+	it("wakes every coroutine whose event came in a turn, though the first one's failure raises from run", function()
+		local err, before, ended, second = second_after_failure(function(s, r1)
+			tls.spawn(function()
+				s:wait_io(r1, "r", s:now() + 5)
+				error("boom in the first")
+			end)
+		end)
+		assert.matches("boom in the first", err, 1, true)
+		assert.is_nil(before) -- not run yet: the failure came first
+		assert.is_true(ended, "the second coroutine's event was lost")
+		assert.same({ true }, second)
+	end)
+
+	it("hands the events of a turn on after a callback of that turn raises", function()
+		local err, before, ended, second = second_after_failure(function(s, r1)
+			s:watch(r1, "r", nil, function() error("boom in a callback") end)
+		end)
+		assert.matches("boom in a callback", err, 1, true)
+		assert.is_nil(before)
+		assert.is_true(ended, "the coroutine's event was lost")
+		assert.same({ true }, second)
 	end)
 
 	it("wakes sleepers in the order of their deadlines", function()
