@@ -156,6 +156,16 @@ static void step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 }
 
+/* A time argument (seconds, or a loop time): a number that is one; NaN
+ * would make a timer fire at once or a wait never end. */
+static double check_time(lua_State *L, int i)
+{
+	double t = luaL_checknumber(L, i);
+	if (t != t)
+		luaL_argerror(L, i, "a time expected, got nan");
+	return t;
+}
+
 static LoopCore *check_loop(lua_State *L, int i)
 {
 	Loop *lo = (Loop *)luatls_checkudata(L, i, LOOP_MT);
@@ -269,13 +279,13 @@ static int loop_signal(lua_State *L)
 static int loop_step(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
-	double timeout = luaL_optnumber(L, 2, -1.);
+	double timeout = lua_isnoneornil(L, 2) ? -1. : check_time(L, 2);
 	size_t i, n;
 	luaL_checktype(L, 3, LUA_TTABLE);
 	if (!lua_isnoneornil(L, 4)) {
 		double left;
 		ev_now_update(lc->loop);
-		left = luaL_checknumber(L, 4) - ev_now(lc->loop);
+		left = check_time(L, 4) - ev_now(lc->loop);
 		if (left < 0.)
 			left = 0.;
 		if (timeout < 0. || left < timeout)
@@ -346,13 +356,13 @@ static int watcher_start(lua_State *L)
 		ev_io_start(loop, &wa->w.io);
 		ev_timer_stop(loop, &wa->deadline);
 		if (!lua_isnoneornil(L, 2)) {
-			ev_timer_set(&wa->deadline, luaL_checknumber(L, 2), 0.);
+			ev_timer_set(&wa->deadline, check_time(L, 2), 0.);
 			ev_timer_start(loop, &wa->deadline);
 		}
 		break;
 	case W_TIMER:
 		ev_timer_stop(loop, &wa->w.timer);
-		ev_timer_set(&wa->w.timer, luaL_checknumber(L, 2), 0.);
+		ev_timer_set(&wa->w.timer, check_time(L, 2), 0.);
 		ev_timer_start(loop, &wa->w.timer);
 		break;
 	default:
@@ -371,7 +381,7 @@ static int watcher_start_by(lua_State *L)
 {
 	Watcher *wa = check_watcher(L, 1);
 	struct ev_loop *loop = wa->lc->loop;
-	double left = luaL_checknumber(L, 2) - ev_now(loop);
+	double left = check_time(L, 2) - ev_now(loop);
 	if (wa->kind != W_IO)
 		return luaL_error(L, "start_by: not an io watcher");
 	end_drive(wa);
@@ -437,7 +447,7 @@ static int watcher_drive(lua_State *L)
 	static const char *const dirs[] = {"r", "w", NULL};
 	Watcher *wa = check_watcher(L, 1);
 	void *ss = luatls_session_driveable(L, 2);
-	double seconds = luaL_checknumber(L, 3);
+	double seconds = check_time(L, 3);
 	int wait = lua_isnoneornil(L, 4) ? 0 : luaL_checkoption(L, 4, NULL, dirs) + 1;
 	int more;
 	if (wa->kind != W_IO)

@@ -245,7 +245,7 @@ end
 -- Sleeps for the given number of seconds (0 lets the others run).
 function Scheduler:sleep(seconds)
 	local co = check_waitable()
-	if type(seconds) ~= "number" or seconds < 0 then
+	if type(seconds) ~= "number" or not (seconds >= 0) then -- NaN too
 		error("bad argument #1 to 'sleep' (non-negative number expected)", 2)
 	end
 	self:suspend(co, self:now() + seconds)
