@@ -25,7 +25,7 @@ build = {
     -- keep in step with src/*.c (the Makefile takes them all)
     ["luatls.core"] = {
       sources = {
-        "src/compat.c", "src/context.c", "src/core.c", "src/crl.c", "src/key.c",
+        "src/acceptor.c", "src/compat.c", "src/context.c", "src/core.c", "src/crl.c", "src/key.c",
         "src/loop.c", "src/policy.c", "src/resume.c", "src/session.c", "src/socket.c", "src/store.c", "src/x509.c",
         "src/x509_ext.c", "src/x509_gen.c",
       },

@@ -372,6 +372,7 @@ LUATLS_EXPORT int luaopen_luatls_core(lua_State *L)
 	luatls_open_session(L);
 	luatls_open_socket(L);
 	luatls_open_loop(L);
+	luatls_open_acceptor(L);
 	luatls_open_x509(L);
 	luatls_open_key(L);
 	luatls_open_crl(L);

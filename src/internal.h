@@ -146,13 +146,41 @@ int luatls_session_drive(void *ss, void **slot, int now);
 int luatls_session_advance(void *ss);
 void luatls_session_undrive(void *ss);
 
+/* The server handshake of an acceptor (acceptor.c) is driven as a
+ * watcher's is. drove_ok: the drive ended in an established session,
+ * whose result it takes (1), or not (0: sess:handshake() tells). */
+int luatls_session_drove_ok(void *ss);
+/* core.session(ctx, opts) */
+int luatls_session_new(lua_State *L);
+
+/* Sockets (socket.c): accept on a listening descriptor (-1 and errno, which
+ * is EAGAIN when none waits), "address:port" of a peer, a new Socket whose
+ * descriptor the caller sets, the descriptor of a listening Socket. */
+struct sockaddr_storage;
+int luatls_accept_fd(int lfd, struct sockaddr_storage *sa);
+void luatls_push_peer(lua_State *L, const struct sockaddr_storage *sa);
+int *luatls_new_socket(lua_State *L);
+int luatls_check_listening(lua_State *L, int i);
+
+/* The loop (loop.c), for the acceptor: a reference to the loop of the Loop
+ * at arg i, given back with unref; its libev loop; an id reported by the
+ * next loop:step(); a new io Watcher for fd (stopped, reading): [-0, +1].
+ * check_time: a number argument that is not NaN. */
 struct ev_loop;
+void *luatls_loop_ref(lua_State *L, int i);
+void luatls_loop_unref(void *lc);
+struct ev_loop *luatls_loop_ev(void *lc);
+void luatls_loop_ready(void *lc, lua_Integer id);
+void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd);
+double luatls_check_time(lua_State *L, int i);
+
 struct ev_loop *luatls_host_loop(lua_State *L);
 
 void luatls_open_context(lua_State *L);
 void luatls_open_session(lua_State *L);
 void luatls_open_socket(lua_State *L);
 void luatls_open_loop(lua_State *L);
+void luatls_open_acceptor(lua_State *L);
 void luatls_open_x509(lua_State *L);
 void luatls_open_key(lua_State *L);
 void luatls_open_crl(lua_State *L);

@@ -158,7 +158,7 @@ static void step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* A time argument (seconds, or a loop time): a number that is one; NaN
  * would make a timer fire at once or a wait never end. */
-static double check_time(lua_State *L, int i)
+double luatls_check_time(lua_State *L, int i)
 {
 	double t = luaL_checknumber(L, i);
 	if (t != t)
@@ -236,17 +236,58 @@ static int io_events(lua_State *L, int i)
 	return events[luaL_checkoption(L, i, NULL, dirs)];
 }
 
+static void init_io(Watcher *wa, int fd, int ev)
+{
+	ev_io_init(&wa->w.io, io_cb, fd, ev);
+	wa->w.io.data = wa;
+	ev_timer_init(&wa->deadline, deadline_cb, 0., 0.);
+	wa->deadline.data = wa;
+}
+
 /* loop:io(id, fd, "r"|"w"|"rw") -> Watcher (stopped) */
 static int loop_io(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
 	int fd = (int)luaL_checkinteger(L, 3), ev = io_events(L, 4);
-	Watcher *wa = new_watcher(L, lc, W_IO);
-	ev_io_init(&wa->w.io, io_cb, fd, ev);
-	wa->w.io.data = wa;
-	ev_timer_init(&wa->deadline, deadline_cb, 0., 0.);
-	wa->deadline.data = wa;
+	init_io(new_watcher(L, lc, W_IO), fd, ev);
 	return 1;
+}
+
+/* For the acceptor (acceptor.c): the loop of the Loop at arg i, with a
+ * reference the caller gives back with luatls_loop_unref; its libev loop;
+ * marking an id ready for the next loop:step(); a new io watcher for
+ * fd (stopped, reading), pushed: [-0, +1]. */
+void *luatls_loop_ref(lua_State *L, int i)
+{
+	LoopCore *lc = check_loop(L, i);
+	lc->refs++;
+	return lc;
+}
+
+void luatls_loop_unref(void *lc)
+{
+	loopcore_unref((LoopCore *)lc);
+}
+
+struct ev_loop *luatls_loop_ev(void *lc)
+{
+	return ((LoopCore *)lc)->loop;
+}
+
+void luatls_loop_ready(void *lc, lua_Integer id)
+{
+	mark_ready((LoopCore *)lc, id);
+}
+
+void luatls_loop_push_io(lua_State *L, void *p, lua_Integer id, int fd)
+{
+	LoopCore *lc = (LoopCore *)p;
+	Watcher *wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
+	wa->kind = W_IO;
+	wa->id = id;
+	wa->lc = lc;
+	lc->refs++;
+	init_io(wa, fd, EV_READ);
 }
 
 /* loop:timer(id) -> Watcher (stopped); start it with w:start(seconds) */
@@ -279,13 +320,13 @@ static int loop_signal(lua_State *L)
 static int loop_step(lua_State *L)
 {
 	LoopCore *lc = check_loop(L, 1);
-	double timeout = lua_isnoneornil(L, 2) ? -1. : check_time(L, 2);
+	double timeout = lua_isnoneornil(L, 2) ? -1. : luatls_check_time(L, 2);
 	size_t i, n;
 	luaL_checktype(L, 3, LUA_TTABLE);
 	if (!lua_isnoneornil(L, 4)) {
 		double left;
 		ev_now_update(lc->loop);
-		left = check_time(L, 4) - ev_now(lc->loop);
+		left = luatls_check_time(L, 4) - ev_now(lc->loop);
 		if (left < 0.)
 			left = 0.;
 		if (timeout < 0. || left < timeout)
@@ -356,13 +397,13 @@ static int watcher_start(lua_State *L)
 		ev_io_start(loop, &wa->w.io);
 		ev_timer_stop(loop, &wa->deadline);
 		if (!lua_isnoneornil(L, 2)) {
-			ev_timer_set(&wa->deadline, check_time(L, 2), 0.);
+			ev_timer_set(&wa->deadline, luatls_check_time(L, 2), 0.);
 			ev_timer_start(loop, &wa->deadline);
 		}
 		break;
 	case W_TIMER:
 		ev_timer_stop(loop, &wa->w.timer);
-		ev_timer_set(&wa->w.timer, check_time(L, 2), 0.);
+		ev_timer_set(&wa->w.timer, luatls_check_time(L, 2), 0.);
 		ev_timer_start(loop, &wa->w.timer);
 		break;
 	default:
@@ -381,7 +422,7 @@ static int watcher_start_by(lua_State *L)
 {
 	Watcher *wa = check_watcher(L, 1);
 	struct ev_loop *loop = wa->lc->loop;
-	double left = check_time(L, 2) - ev_now(loop);
+	double left = luatls_check_time(L, 2) - ev_now(loop);
 	if (wa->kind != W_IO)
 		return luaL_error(L, "start_by: not an io watcher");
 	end_drive(wa);
@@ -447,7 +488,7 @@ static int watcher_drive(lua_State *L)
 	static const char *const dirs[] = {"r", "w", NULL};
 	Watcher *wa = check_watcher(L, 1);
 	void *ss = luatls_session_driveable(L, 2);
-	double seconds = check_time(L, 3);
+	double seconds = luatls_check_time(L, 3);
 	int wait = lua_isnoneornil(L, 4) ? 0 : luaL_checkoption(L, 4, NULL, dirs) + 1;
 	int more;
 	if (wa->kind != W_IO)

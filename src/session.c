@@ -314,7 +314,7 @@ static char *dupstring(const char *s)
 
 /* core.session(ctx, { fd = n, server_name = s, hostname = s, verify = b })
  * -> Session. Without fd the session uses the in-memory transport. */
-static int session_new(lua_State *L)
+int luatls_session_new(lua_State *L)
 {
 	static const char *const options[] = {"fd", "hostname", "server_name",
 					      "verify", "anti_replay", "early_data",
@@ -832,7 +832,7 @@ static int hello_gets_tls13(Session *ss)
  * HMAC). So it is asked to look only once finished_here says the record
  * is here. And a server that requested no certificate and resumed
  * nothing returns as soon as its flight is made ("early start", asked
- * for in session_new), rather than look at once, before the client can
+ * for in core.session), rather than look at once, before the client can
  * have answered (a resumed handshake still does, in the step that makes
  * its flight). For us the handshake is still not over: the attempt says
  * "again, for reading" until the client's Finished has come and checked
@@ -973,6 +973,17 @@ over:
 	ss->held_errno = errno;
 	undrive(ss);
 	return 0;
+}
+
+/* Whether a drive ended in an established session: its result is then
+ * taken (sess:handshake() would report just that), and 1 returned. */
+int luatls_session_drove_ok(void *p)
+{
+	Session *ss = (Session *)p;
+	if (!ss->held || ss->held_r != 0 || ss->held_f <= 0)
+		return 0;
+	ss->held = 0;
+	return 1;
 }
 
 /* The watcher stops driving (it closes, or is armed for something else). */
@@ -1538,6 +1549,6 @@ static const luaL_Reg session_meta[] = {
 void luatls_open_session(lua_State *L)
 {
 	luatls_newclass(L, SESSION_MT, session_methods, session_meta);
-	lua_pushcfunction(L, session_new);
+	lua_pushcfunction(L, luatls_session_new);
 	lua_setfield(L, -2, "session");
 }

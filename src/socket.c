@@ -220,28 +220,77 @@ static int socket_listen(lua_State *L)
 	return 1;
 }
 
+/* Accepts one connection on the listening descriptor lfd: the new
+ * descriptor (non-blocking, close-on-exec, no Nagle) with the peer's
+ * address in sa, or -1 with errno (EAGAIN for an empty backlog: EINTR and
+ * ECONNABORTED read as that too). */
+int luatls_accept_fd(int lfd, struct sockaddr_storage *sa)
+{
+	socklen_t len = sizeof *sa;
+	int fd;
+#ifdef SOCK_NONBLOCK
+	fd = accept4(lfd, (struct sockaddr *)sa, &len,
+		     SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+	fd = accept(lfd, (struct sockaddr *)sa, &len);
+	if (fd >= 0 && set_nonblocking(fd) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+#endif
+	if (fd < 0) {
+		if (errno == EWOULDBLOCK || errno == EINTR ||
+		    errno == ECONNABORTED)
+			errno = EAGAIN;
+		return -1;
+	}
+	set_nodelay(fd);
+	return fd;
+}
+
+/* Pushes "address:port" of sa: [-0, +1] */
+void luatls_push_peer(lua_State *L, const struct sockaddr_storage *sa)
+{
+	push_address(L, sa);
+	lua_pushliteral(L, ":");
+	lua_insert(L, -2);
+	lua_concat(L, 3);
+}
+
+/* Pushes a new Socket without a descriptor yet and returns where its
+ * descriptor goes: [-0, +1] */
+int *luatls_new_socket(lua_State *L)
+{
+	return &new_socket(L)->fd;
+}
+
+/* The descriptor of the listening Socket at arg i (raises otherwise). */
+int luatls_check_listening(lua_State *L, int i)
+{
+	Socket *so = check_socket(L, i);
+	if (!so->listening)
+		luaL_argerror(L, i, "a listening socket expected");
+	return so->fd;
+}
+
 /* sock:accept() -> Socket, peer address, peer port, descriptor | nil,
  * message, code */
 static int socket_accept(lua_State *L)
 {
 	Socket *so = check_socket(L, 1), *client;
 	struct sockaddr_storage sa;
-	socklen_t len = sizeof sa;
 	int fd;
 	if (so->pending > 0) { /* accepted before making its object failed */
+		socklen_t len = sizeof sa;
 		fd = so->pending - 1;
 		if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0)
 			memset(&sa, 0, sizeof sa);
 	} else {
-#ifdef SOCK_NONBLOCK
-		fd = accept4(so->fd, (struct sockaddr *)&sa, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-		fd = accept(so->fd, (struct sockaddr *)&sa, &len);
-#endif
+		fd = luatls_accept_fd(so->fd, &sa);
 		if (fd < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR || errno == ECONNABORTED)
+			if (errno == EAGAIN)
 				return luatls_wouldblock(L, 0);
 			return luatls_fail_errno(L, errno, "accept");
 		}
@@ -253,11 +302,6 @@ static int socket_accept(lua_State *L)
 	client = new_socket(L);
 	so->pending = 0;
 	client->fd = fd;
-#ifndef SOCK_NONBLOCK
-	if (set_nonblocking(fd) < 0)
-		return luatls_fail_errno(L, errno, "accept");
-#endif
-	set_nodelay(fd);
 	push_address(L, &sa);
 	lua_pushinteger(L, fd);
 	return 4;

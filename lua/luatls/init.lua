@@ -295,14 +295,21 @@ function Server:close()
 	if self.closed then return end
 	self.closed = true
 	local s = self.sched
-	s:close_watcher(self.rec)
+	self.acc:stop() -- before the socket goes; handshakes in progress go on
 	s:release() -- held since listen
 	self.sock:close()
+	if self.acc:pending() == 0 then self:release_acceptor() end
 	s.servers = s.servers - 1
 	if s.servers == 0 and s.signal_recs then
 		for _, rec in ipairs(s.signal_recs) do s:close_watcher(rec) end
 		s.signal_recs = nil
 	end
+end
+
+-- Once closed and with no handshake left in it, the acceptor goes.
+function Server:release_acceptor()
+	self.sched:unregister(self.rec.id)
+	self.sched.live = self.sched.live - self.acc:close()
 end
 
 Server.__tostring = function(self)
@@ -323,7 +330,7 @@ local function run_handler(server, conn, handler)
 	if not conn.closed then conn:close() end
 end
 
--- The end of a server handshake started by start_handshake:
+-- The end of a server handshake made by the acceptor or handshake_step:
 -- the policy's verdict, then the handler's coroutine, or the failure.
 local function handshake_done(server, conn, ok, err, code)
 	local s = server.sched
@@ -345,11 +352,13 @@ end
 
 -- One attempt at a server handshake, made when its socket is ready: waits
 -- again, or finishes. server.conns holds the connection with its deadline
--- while the handshake runs.
-local function handshake_step(server, conn, timed_out)
+-- while the handshake runs. ok: the acceptor's drive has established it.
+local function handshake_step(server, conn, timed_out, ok)
 	local s = server.sched
-	local ok, err, code
-	if timed_out then
+	local err, code
+	if ok then
+		-- nothing to try
+	elseif timed_out then
 		err, code = stream.handshake_timeout(conn, "timeout")
 	else
 		ok, err, code = conn.sess:handshake()
@@ -375,45 +384,15 @@ local function handshake_step(server, conn, timed_out)
 	handshake_done(server, conn, ok, err, code)
 end
 
--- Starts the handshake of an accepted socket. It needs no coroutine: each
--- attempt runs as a callback of the scheduler (outside ev_run) when the
--- socket is ready, and the handler's coroutine starts once it is done,
--- which spares every connection a coroutine switch and a wake-up. A
--- policy that judges certificates (which may run the user's check
--- functions) or early data keeps a coroutine from the start: see serve.
-local function start_handshake(server, sock, addr, port, fd)
-	local s, sess_opts = server.sched, server.sess_opts
-	sess_opts.fd = fd -- core.session reads its options, keeps none
-	local sess = core.session(server.ctx, sess_opts)
-	local conn = stream.new(s, sock, fd, sess, "server", server.opts.timeout, addr .. ":" .. port)
-	local seconds = server.opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT
-	-- nothing after this raises: server.step runs under pcall
-	server.conns[conn] = s:now() + seconds
-	s:hold()
-	-- the watcher makes the attempts in C, as the socket becomes ready,
-	-- and fires once the handshake is over (or past its deadline); a
-	-- session it cannot drive yet (one that may run Lua in its handshake)
-	-- gets its attempts from handshake_step
-	local armed = conn.watcher:drive(sess, seconds)
-	if armed == false then
-		s:watching(conn, server.step)
-	else
-		server.step(conn, false)
-	end
-end
-
--- Serves one accepted socket in a coroutine: handshake, then the user's
--- handler (policies with certificate rules or early data; see
--- start_handshake for the others).
-local function serve(server, sock, addr, port, fd, handler)
-	local opts, pol, sess_opts = server.opts, server.policy, server.sess_opts
-	sess_opts.fd = fd -- core.session reads its options, keeps none
-	local sess = core.session(server.ctx, sess_opts)
-	local conn = stream.new(server.sched, sock, fd, sess, "server", opts.timeout, addr .. ":" .. port)
+-- Serves an accepted connection in a coroutine: handshake, then the
+-- user's handler (policies with certificate rules or early data, whose
+-- handshakes run Lua; the acceptor makes the others: see listen).
+local function serve(server, conn, handler)
+	local opts, pol = server.opts, server.policy
 	local co = coroutine.running()
 	server.conns[co] = conn -- for the error handler, should the handler fail
 	local hook = pol:handshake_hook(conn, "server", server.ctx)
-	if hook then sess:set_hook(hook) end
+	if hook then conn.sess:set_hook(hook) end
 	local ok, err, code
 	if type(pol.early_data) == "table" then
 		ok, err, code = resumption.server_handshake(conn, opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, pol, server.ctx)
@@ -425,7 +404,7 @@ local function serve(server, sock, addr, port, fd, handler)
 		server.conns[co] = nil
 		conn:abort()
 		server.handshake_failures = server.handshake_failures + 1
-		if opts.on_handshake_error then opts.on_handshake_error(err, code, addr .. ":" .. port) end
+		if opts.on_handshake_error then opts.on_handshake_error(err, code, conn.peer) end
 		return
 	end
 	handler(conn)
@@ -462,8 +441,9 @@ function M.listen(opts, handler)
 
 	local server = setmetatable({
 		sched = s, sock = lsock, ctx = ctx, opts = opts, host = host, port = port,
-		rec = s:io(lsock:fd(), "r"), handshake_failures = 0, accepted = 0,
-		-- the same for every connection: made once, fd set by serve()
+		handshake_failures = 0, accepted = 0,
+		-- the same for every connection: made once, its fd set by the
+		-- acceptor for each
 		policy = pol, sess_opts = resumption.server_options(ctx, opts, pol, { fd = false }),
 		-- a policy whose every rule GnuTLS enforces judges no connection
 		policy_later = pol:enforced_by_gnutls(),
@@ -479,8 +459,9 @@ function M.listen(opts, handler)
 	-- connection whose handler failed, then reports
 	local on_error = opts.on_error or report
 	-- coroutine -> connection, while its handler runs (serve and failed
-	-- take it out), and connection -> deadline while its handshake runs
-	-- (start_handshake); what is left at stop() is closed then
+	-- take it out), and connection -> deadline while Lua makes its
+	-- handshake's attempts (handshake_step); what is left at stop() is
+	-- closed then
 	server.conns = {}
 	s.listeners = s.listeners or setmetatable({}, { __mode = "k" })
 	s.listeners[server] = true
@@ -491,13 +472,12 @@ function M.listen(opts, handler)
 		on_error(msg)
 	end
 	server.failed, server.handler = failed, handler
-	-- handshakes without a coroutine, where the policy allows (see
-	-- start_handshake); their steps run under pcall, so that a failure in
-	-- one (a bug, or the policy's) ends that connection, not the loop
-	local in_coroutine = pol:judges_certificates() or type(pol.early_data) == "table"
-	function server.step(conn, timed_out)
-		local ok, e = pcall(handshake_step, server, conn, timed_out)
-		if not ok then
+	-- the steps of handshakes that come back to Lua run under pcall, so
+	-- that a failure in one (a bug, or the policy's) ends that connection,
+	-- not the loop
+	function server.step(conn, timed_out, ok)
+		local fine, e = pcall(handshake_step, server, conn, timed_out, ok)
+		if not fine then
 			if server.conns[conn] then
 				server.conns[conn] = nil
 				s:release()
@@ -507,41 +487,60 @@ function M.listen(opts, handler)
 			on_error("handshake with " .. tostring(conn.peer) .. ": " .. tostring(e))
 		end
 	end
-	-- Accepting needs no coroutine either: the listening socket's watcher
-	-- calls back when connections wait. An open server holds run() open
-	-- (until close).
-	local function accept_all(rec)
-		while not server.closed do
-			local sock, addr, cport, fd = lsock:accept()
-			if sock then
-				server.accepted = server.accepted + 1
-				if in_coroutine then
-					s:spawn(serve, failed, server, sock, addr, cport, fd, handler)
-				else
-					-- as a coroutine's failure would: this connection
-					-- goes, the server goes on
-					local ok, e = pcall(start_handshake, server, sock, addr, cport, fd)
-					if not ok then
-						sock:close()
-						on_error("connection from " .. addr .. ":" .. cport .. ": " .. tostring(e))
-					end
-				end
-			elseif cport == "wantread" then
-				s:watch(rec, "r", nil, accept_all)
-				return
+
+	-- The acceptor (C) accepts, makes each connection's session and drives
+	-- its handshake, inside the loop; Lua sees a connection once its
+	-- handshake is over. A policy that judges certificates (which may run
+	-- the user's check functions) or early data needs Lua in the handshake:
+	-- its connections come at once, and each gets a coroutine from the
+	-- start (serve).
+	local in_coroutine = pol:judges_certificates() or type(pol.early_data) == "table"
+	local timeout = opts.timeout
+	local rec = { fn = false }
+	rec.id = s:register(rec)
+	server.rec = rec
+	local acc = core.acceptor(s.ev, rec.id, lsock, ctx, server.sess_opts,
+		opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, not in_coroutine)
+	server.acc = acc
+	-- called back when connections wait or handshakes are over: accept()
+	-- first, then take() until nothing is left (see acceptor.c)
+	local function on_acceptor()
+		local n, err, code = acc:accept()
+		if n then
+			if n > 0 then
+				server.accepted = server.accepted + n
+				s.live = s.live + n -- each holds run() until its handshake is over
+			end
+			-- a connection whose session could not be made (it is closed)
+			if err then on_error(err) end
+		elseif not server.backing_off then
+			-- out of file descriptors and the like: back off, keep serving
+			io.stderr:write("luatls: accept failed: ", tostring(err), " (", tostring(code), ")\n")
+			server.backing_off = true
+			s:spawn(function()
+				s:sleep(0.1)
+				server.backing_off = false
+				if not server.closed then rec.fn() end
+			end)
+		end
+		while true do
+			local id = s.next_id + 1
+			local sess, sock, w, fd, peer, ok, timed_out, deadline = acc:take(id)
+			if not sess then break end
+			s.next_id = id
+			local conn = stream.new(s, sock, fd, sess, "server", timeout, peer, nil, nil, w, id)
+			if in_coroutine then
+				s:release() -- the coroutine holds run() from here
+				s:spawn(serve, failed, server, conn, handler)
 			else
-				-- out of file descriptors and the like: back off, keep serving
-				io.stderr:write("luatls: accept failed: ", tostring(addr), "\n")
-				s:spawn(function()
-					s:sleep(0.1)
-					accept_all(rec)
-				end)
-				return
+				if not ok then server.conns[conn] = deadline end
+				server.step(conn, timed_out, ok)
 			end
 		end
+		if server.closed and acc:pending() == 0 then server:release_acceptor() end
 	end
-	s:hold()
-	s:watch(server.rec, "r", nil, accept_all)
+	rec.fn = on_acceptor
+	s:hold() -- an open server holds run() open (until close)
 	return server
 end
 
@@ -559,6 +558,8 @@ function stop(s, grace)
 				server.conns[k] = nil
 				if type(v) == "number" then k:abort() else v:close() end
 			end
+			-- and those the acceptor still has
+			s.live = s.live - server.acc:close()
 		end
 	end)
 	return s:stop(grace)

@@ -18,9 +18,10 @@ Stream.__name = "luatls.Connection"
 -- the collector less than an ephemeron table entry per connection.
 local live = setmetatable({}, { __mode = "k" })
 
--- new(sched, sock, fd, sess, role, timeout, peer ["addr:port"] [, host, port])
--- fd: the socket's descriptor
-function M.new(sched, sock, fd, sess, role, timeout, peer, host, port)
+-- new(sched, sock, fd, sess, role, timeout, peer ["addr:port"] [, host,
+-- port [, watcher, id]]) fd: the socket's descriptor; watcher: an io
+-- watcher for it made already (an acceptor's), with its id
+function M.new(sched, sock, fd, sess, role, timeout, peer, host, port, watcher, id)
 	-- The stream is its own io record (id, watcher, dir, co, fn: see
 	-- Scheduler:io), so a connection is one table. The constructor names
 	-- the fields a server connection comes to have, which sizes the
@@ -34,10 +35,10 @@ function M.new(sched, sock, fd, sess, role, timeout, peer, host, port)
 		peer = peer,
 		role = role,
 		timeout = timeout,
-		id = false, watcher = false, dir = false, co = nil, fn = nil,
-		closed = nil, policy_later = nil,
+		id = id or false, watcher = watcher or false, dir = watcher and "r" or false,
+		co = nil, fn = nil, closed = nil, policy_later = nil,
 	}, Stream)
-	sched:io(fd, "r", self)
+	if not watcher then sched:io(fd, "r", self) end
 	if host then self.host, self.port = host, port end
 	if role == "client" then live[self] = true end
 	return self
