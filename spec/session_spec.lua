@@ -238,6 +238,50 @@ describe("luatls.Session", function()
 		assert.equal("wantread", code)
 	end)
 
+	it("receive_line splits what it has, reads only when it has no line, and keeps what it read", function()
+		local c, s = pair()
+		recv(c) -- the session tickets
+		-- a line already buffered costs no read: the record fed stays
+		c:send("second\r\n")
+		s:feed(c:drain())
+		assert.same({ "first", "rest\n" }, { s:receive_line("first\r\nrest\n") })
+		-- none buffered: reads, and joins it to what it has
+		assert.same({ "half and second", "" }, { s:receive_line("half and ") })
+		-- nothing more has come: the buffer comes back with the failure
+		assert.same({ nil, "would block (read)", "wantread", "part" }, { s:receive_line("part") })
+		-- a line in pieces: the first read has no end of line
+		c:send("no end yet")
+		s:feed(c:drain())
+		local line, msg, code, data = s:receive_line("")
+		assert.is_nil(line)
+		assert.equal("wantread", code, msg)
+		assert.equal("no end yet", data)
+		c:send(" ... now\nafter")
+		s:feed(c:drain())
+		assert.same({ "no end yet ... now", "after" }, { s:receive_line(data) })
+		-- the end of the stream, with what was buffered
+		c:bye()
+		s:feed(c:drain())
+		line, msg, code, data = s:receive_line("tail")
+		assert.is_nil(line)
+		assert.equal("closed", code, msg)
+		assert.equal("tail", data)
+	end)
+
+	it("receive_line fails as recv does: before the handshake, on garbage, and for a bad argument", function()
+		local c = client()
+		assert.same({ nil, "the handshake is not done", "handshake", "x" }, { c:receive_line("x") })
+		local _, s = pair()
+		s:feed("\23\3\3\0\20" .. ("x"):rep(20))
+		local line, msg, code, data = s:receive_line("kept")
+		assert.is_nil(line)
+		assert.is_string(msg)
+		assert.is_false(blocked(code))
+		assert.equal("kept", data)
+		assert.matches("string expected", H.error_of(s.receive_line, s, {}))
+		assert.matches("string expected", H.error_of(s.receive_line, s))
+	end)
+
 	it("sends a large message with one call, in records of at most 16 KiB", function()
 		local c, s = pair()
 		local big = ("0123456789abcdef"):rep(4096) -- 64 KiB

@@ -1055,28 +1055,24 @@ static void refuse_renegotiation(Session *ss)
 				GNUTLS_A_NO_RENEGOTIATION);
 }
 
-/* sess:recv([max]) -> data | nil, message, code ("closed" at the end) */
-static int session_recv(lua_State *L)
+/* Reads what the next records hold into buf (at most max bytes): their
+ * length, or 0 with the failure pushed (nil, message, code: "closed" at
+ * the end, "wantread"/"wantwrite" when nothing has come), *pushed
+ * values. */
+static size_t recv_some(lua_State *L, Session *ss, char *buf, size_t max,
+			int *pushed)
 {
-	Session *ss = check_session(L, 1);
-	lua_Integer max = luaL_optinteger(L, 2, RECV_CHUNK);
-	char buf[RECV_CHUNK];
 	ssize_t r;
 	int tries = 0;
-	if (check_open(L, ss))
-		return 3;
-	if (max <= 0 || max > RECV_CHUNK)
-		max = RECV_CHUNK;
 	ss->drained = 0;
 	for (;;) {
-		r = gnutls_record_recv(ss->s, buf, (size_t)max);
-		if (r > 0) {
-			lua_pushlstring(L, buf, (size_t)r);
-			return 1;
-		}
+		r = gnutls_record_recv(ss->s, buf, max);
+		if (r > 0)
+			return (size_t)r;
 		if (r == 0) {
 			ss->peer_done = 1;
-			return luatls_fail(L, "closed", "closed");
+			*pushed = luatls_fail(L, "closed", "closed");
+			return 0;
 		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			/* After a post-handshake message (a session ticket)
@@ -1086,7 +1082,8 @@ static int session_recv(lua_State *L)
 			     (ss->fd < 0 && ss->in.len > ss->in.off)) &&
 			    ++tries < MAX_NONFATAL_RETRIES)
 				continue;
-			return would_block(L, ss);
+			*pushed = would_block(L, ss);
+			return 0;
 		}
 		if (r == GNUTLS_E_REHANDSHAKE) {
 			refuse_renegotiation(ss);
@@ -1095,18 +1092,79 @@ static int session_recv(lua_State *L)
 			ss->refused_hello = 0; /* the refused hello, discarded */
 		} else if (r == GNUTLS_E_PREMATURE_TERMINATION) {
 			ss->peer_done = 1;
-			return luatls_fail(L, "closed",
-					   "the peer closed the connection "
-					   "without close_notify");
+			*pushed = luatls_fail(L, "closed",
+					      "the peer closed the connection "
+					      "without close_notify");
+			return 0;
 		} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-			return fail_alert(L, ss, "receive");
+			*pushed = fail_alert(L, ss, "receive");
+			return 0;
 		} else if (gnutls_error_is_fatal((int)r)) {
 			ss->state = S_FAILED;
-			return luatls_fail_gnutls(L, (int)r, "receive");
+			*pushed = luatls_fail_gnutls(L, (int)r, "receive");
+			return 0;
 		}
-		if (++tries >= MAX_NONFATAL_RETRIES)
-			return luatls_fail_gnutls(L, (int)r, "receive");
+		if (++tries >= MAX_NONFATAL_RETRIES) {
+			*pushed = luatls_fail_gnutls(L, (int)r, "receive");
+			return 0;
+		}
 	}
+}
+
+/* sess:recv([max]) -> data | nil, message, code ("closed" at the end) */
+static int session_recv(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, RECV_CHUNK);
+	char buf[RECV_CHUNK];
+	size_t n;
+	int pushed;
+	if (check_open(L, ss))
+		return 3;
+	if (max <= 0 || max > RECV_CHUNK)
+		max = RECV_CHUNK;
+	n = recv_some(L, ss, buf, (size_t)max, &pushed);
+	if (n == 0)
+		return pushed;
+	lua_pushlstring(L, buf, n);
+	return 1;
+}
+
+/* sess:receive_line(buffered) -> line, rest | nil, message, code, data:
+ * the first line of buffered followed by what the peer sends, without
+ * its end of line ("\n" or "\r\n"), and what follows it; it reads
+ * records only while buffered holds no line. Failing (would block
+ * included), data is buffered with what was read before, for the next
+ * call. The stream's receive("*l"): one call where a look at the buffer
+ * and a read would be two or three. */
+static int session_receive_line(lua_State *L)
+{
+	Session *ss = check_session(L, 1);
+	size_t len, from = 0, last;
+	const char *b = luaL_checklstring(L, 2, &len), *nl;
+	lua_settop(L, 2);
+	while ((nl = (const char *)memchr(b + from, '\n', len - from)) == NULL) {
+		char buf[RECV_CHUNK];
+		size_t n;
+		int pushed;
+		if (check_open(L, ss)) {
+			lua_pushvalue(L, 2);
+			return 4;
+		}
+		n = recv_some(L, ss, buf, sizeof buf, &pushed);
+		if (n == 0) {
+			lua_pushvalue(L, 2);
+			return pushed + 1;
+		}
+		lua_pushlstring(L, buf, n);
+		lua_concat(L, 2); /* buffered .. data, at 2 */
+		from = len;
+		b = lua_tolstring(L, 2, &len);
+	}
+	last = (size_t)(nl - b); /* the line's length with a "\r" */
+	lua_pushlstring(L, b, last > 0 && b[last - 1] == '\r' ? last - 1 : last);
+	lua_pushlstring(L, nl + 1, len - last - 1);
+	return 2;
 }
 
 /* Fails a send with GnuTLS error r, saying why the peer went away when it
@@ -1531,6 +1589,7 @@ static const luaL_Reg session_methods[] = {
 	{"offered", session_offered},
 	{"peer_certificates", session_peer_certificates},
 	{"pending", session_pending},
+	{"receive_line", session_receive_line},
 	{"recv", session_recv},
 	{"send", session_send},
 	{"set_hook", session_set_hook},

@@ -158,6 +158,28 @@ function Stream:receive(pattern, prefix)
 	end
 	local deadline = false -- false: not read yet
 	if pattern == nil or pattern == "*l" or pattern == "l" then
+		if not (self.pending or self.after_recv) then
+			-- the usual case: the session splits the buffer and reads
+			-- in one call
+			local sess = self.sess
+			while true do
+				local line, rest, code, data = sess:receive_line(self.buf)
+				if line then
+					self.buf = rest
+					return prefix and prefix .. line or line
+				end
+				self.buf = data
+				if code ~= "wantread" and code ~= "wantwrite" then
+					if code ~= "closed" then rest, code = errors.failure(rest, code, self) end
+					return nil, rest, code, (prefix or "") .. take(self, #data)
+				end
+				if deadline == false then deadline = deadline_of(self) end
+				local ok, werr, wcode = await(self, code, deadline, "receive")
+				if not ok then return nil, werr, wcode, (prefix or "") .. take(self, #data) end
+			end
+		end
+		-- with an early-started handshake to finish, or a ticket to look
+		-- for after each read
 		local from = 1
 		while true do
 			local line, rest = split_line(self.buf, from)
