@@ -223,6 +223,52 @@ describe("a luatls server", function()
 		assert.matches("^%S+ 127%.0%.0%.1:%d+$", seen[1])
 	end)
 
+	it("backs off while it cannot accept (out of descriptors), and serves again once it can", function()
+		local P = H.pki()
+		local dir = H.tmpdir()
+		H.writefile(dir .. "/server.lua", [[
+local tls = require "luatls"
+local P = arg[1]
+local srv = assert(tls.listen({ port = 0, certificate = P .. "server-chain.pem", key = P .. "server.key",
+	handshake_timeout = 2 }, function(conn)
+	local line = conn:receive("*l")
+	if line then conn:send(line .. "!\n") end
+end))
+local _, port = srv:address()
+io.stdout:write("listening on ", port, "\n")
+io.stdout:flush()
+tls.spawn(function() tls.sleep(30) tls.stop(0) end)
+tls.run()
+]])
+		local answer, output = H.run(function()
+			-- a server with room for a dozen connections or so
+			local proc = H.exec("ulimit -n 20 && exec " .. interpreter .. " '" .. dir .. "/server.lua' '" .. P .. "'")
+			local port
+			for _ = 1, 200 do
+				port = proc.output():match("listening on (%d+)")
+				if port then break end
+				tls.sleep(0.05)
+			end
+			assert.truthy(port, proc.output())
+			port = tonumber(port)
+			local raw = {}
+			for i = 1, 30 do raw[i] = assert(H.core.tcp_connect("127.0.0.1", port)) end
+			for _ = 1, 200 do
+				if proc.output():find("accept failed", 1, true) then break end
+				tls.sleep(0.05)
+			end
+			for _, c in ipairs(raw) do c:close() end
+			local conn = assert(H.connect(port, { timeout = 10, handshake_timeout = 10 }))
+			conn:send("still here\n")
+			local line = conn:receive("*l")
+			conn:close()
+			proc.kill()
+			return line, proc.output()
+		end, 40)
+		assert.matches("luatls: accept failed: [^\n]*%(EMFILE%)", output)
+		assert.equal("still here!", answer, output)
+	end)
+
 	it("reports a connection it cannot set up, and goes on serving", function()
 		local P = H.pki()
 		local reported, first, second = {}, nil, nil

@@ -495,7 +495,7 @@ function M.listen(opts, handler)
 	-- its connections come at once, and each gets a coroutine from the
 	-- start (serve).
 	local in_coroutine = pol:judges_certificates() or type(pol.early_data) == "table"
-	local timeout = opts.timeout
+	local timeout, policy_later = opts.timeout, server.policy_later
 	local rec = { fn = false }
 	rec.id = s:register(rec)
 	server.rec = rec
@@ -532,6 +532,12 @@ function M.listen(opts, handler)
 			if in_coroutine then
 				s:release() -- the coroutine holds run() from here
 				s:spawn(serve, failed, server, conn, handler)
+			elseif ok and policy_later then
+				-- the usual case: established, and the policy has nothing
+				-- to judge, so nothing here can fail (a failure in the
+				-- handler goes to failed) and no step or pcall is needed
+				s:release() -- the handler's coroutine holds run() from here
+				handshake_done(server, conn, true)
 			else
 				if not ok then server.conns[conn] = deadline end
 				server.step(conn, timed_out, ok)
