@@ -60,6 +60,13 @@ local function raw_client(lp, port)
 	return c
 end
 
+-- Closes a taken connection (if any), then each object given: clients,
+-- the acceptor, the listening socket, the loop.
+local function close_all(t, ...)
+	if t then t.sock:close(t.sess:close()) end
+	for i = 1, select("#", ...) do select(i, ...):close() end
+end
+
 -- What a raw client reads first: { data } or { code } ("closed": the end).
 local function what_came(lp, c)
 	return step_until(lp, function()
@@ -68,15 +75,6 @@ local function what_came(lp, c)
 	end, 5)
 end
 
-local function open_fds()
-	local f = assert(io.open("/proc/self/stat", "rb"))
-	local pid = f:read("*l"):match("^(%d+)")
-	f:close()
-	local p = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
-	local n = tonumber(p:read("*a"):match("%d+"))
-	p:close()
-	return n
-end
 
 describe("luatls.Acceptor", function()
 	after_each(function() H.kill_all() end)
@@ -120,11 +118,7 @@ describe("luatls.Acceptor", function()
 		assert.is_true(got[1].timed_out)
 		assert.is_false(got[1].ok)
 		assert.is_true(got[1].deadline <= lp:now())
-		got[1].sock:close(got[1].sess:close())
-		c:close()
-		acc:close()
-		lsock:close()
-		lp:close()
+		close_all(got[1], c, acc, lsock, lp)
 	end)
 
 	it("hands over a handshake that failed on the peer's garbage, with the failure for sess:handshake()", function()
@@ -139,11 +133,7 @@ describe("luatls.Acceptor", function()
 		assert.is_nil(ok)
 		assert.is_string(msg)
 		assert.is_not.equal("wantread", code)
-		got[1].sock:close(got[1].sess:close())
-		c:close()
-		acc:close()
-		lsock:close()
-		lp:close()
+		close_all(got[1], c, acc, lsock, lp)
 	end)
 
 	it("hands over every connection at once when it does not drive (handshakes that run Lua)", function()
@@ -155,11 +145,7 @@ describe("luatls.Acceptor", function()
 		assert.is_false(got[1].timed_out)
 		-- no attempt made yet: the first is Lua's
 		assert.same({ nil, "would block (read)", "wantread" }, { got[1].sess:handshake() })
-		got[1].sock:close(got[1].sess:close())
-		c:close()
-		acc:close()
-		lsock:close()
-		lp:close()
+		close_all(got[1], c, acc, lsock, lp)
 	end)
 
 	it("closes the connection whose session cannot be made, says which and why, and goes on", function()
@@ -181,10 +167,7 @@ describe("luatls.Acceptor", function()
 		local got = take(lp, acc, 1)
 		assert.equal(1, #got, client.output())
 		assert.is_true(got[1].ok)
-		got[1].sock:close(got[1].sess:close())
-		acc:close()
-		lsock:close()
-		lp:close()
+		close_all(got[1], acc, lsock, lp)
 	end)
 
 	it("stops accepting on stop(), while the handshakes it has go on", function()
@@ -201,16 +184,13 @@ describe("luatls.Acceptor", function()
 		local got = take(lp, acc, 1, 5) -- the first still ends (past its deadline)
 		assert.equal(1, #got)
 		assert.is_true(got[1].timed_out)
-		got[1].sock:close(got[1].sess:close())
-		c1:close()
-		acc:close()
-		lp:close()
+		close_all(got[1], c1, acc, lp)
 	end)
 
 	it("closes the connections it still has on close(), once, and refuses use after", function()
 		collectgarbage()
 		collectgarbage()
-		local before = open_fds()
+		local before = H.open_fds()
 		local lp, lsock, acc, port = setup(30)
 		local c1, c2 = raw_client(lp, port), raw_client(lp, port)
 		assert(step_until(lp, function()
@@ -232,13 +212,13 @@ describe("luatls.Acceptor", function()
 		end
 		lsock:close()
 		lp:close()
-		assert.equal(before, open_fds())
+		assert.equal(before, H.open_fds())
 	end)
 
 	it("is collected with connections in handshake, in any order with its sessions and loop", function()
 		collectgarbage()
 		collectgarbage()
-		local before = open_fds()
+		local before = H.open_fds()
 		local clients = {}
 		do
 			local lp, lsock, acc, port = setup(30)
@@ -253,7 +233,7 @@ describe("luatls.Acceptor", function()
 		collectgarbage()
 		collectgarbage()
 		for _, c in ipairs(clients) do c:close() end
-		assert.equal(before, open_fds())
+		assert.equal(before, H.open_fds())
 	end)
 
 	it("refuses bad arguments with clear errors", function()

@@ -127,6 +127,17 @@ function H.kill_all()
 	procs = {}
 end
 
+-- How many file descriptors this process has open.
+function H.open_fds()
+	local f = assert(io.open("/proc/self/stat", "rb"))
+	local pid = f:read("*l"):match("^(%d+)")
+	f:close()
+	local p = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
+	local n = tonumber(p:read("*a"):match("%d+"))
+	p:close()
+	return n
+end
+
 -- A port that was free a moment ago.
 function H.free_port()
 	local sock = assert(core.tcp_listen("127.0.0.1", 0))

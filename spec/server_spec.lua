@@ -19,6 +19,18 @@ local function start_client(script, srv, P)
 	return proc
 end
 
+-- Inside the loop: the port a server process says it listens on (the
+-- capture of pattern in its output), waiting up to 10 s for it.
+local function listening_port(proc, pattern)
+	local port
+	for _ = 1, 200 do
+		port = proc.output():match(pattern)
+		if port then return tonumber(port) end
+		tls.sleep(0.05)
+	end
+	error("the server never said where it listens: " .. proc.output(), 2)
+end
+
 -- After the loop has ended: waits for the client to exit; its exit status.
 local function client_status(proc)
 	local rc
@@ -94,14 +106,8 @@ describe("a luatls server", function()
 			local root = H.capture("pwd"):gsub("%s+$", "")
 			local proc = H.exec(interpreter .. " '" .. root .. "/examples/server.lua' --cert '" ..
 				P .. "server-chain.pem' --key '" .. P .. "server.key' --port 0")
-			local port
-			for _ = 1, 200 do
-				port = proc.output():match("listening on [%d.]+:(%d+)")
-				if port then break end
-				tls.sleep(0.05)
-			end
-			assert.truthy(port, proc.output())
-			local conn = assert(tls.connect { host = "localhost", port = tonumber(port), cafile = P .. "ca.pem" })
+			local port = listening_port(proc, "listening on [%d.]+:(%d+)")
+			local conn = assert(tls.connect { host = "localhost", port = port, cafile = P .. "ca.pem" })
 			conn:send("one\n")
 			assert.equal("ONE", conn:receive("*l"))
 			H.sh("pkill -TERM -P " .. proc.pid) -- the interpreter, child of the shell
@@ -243,14 +249,7 @@ tls.run()
 		local answer, output = H.run(function()
 			-- a server with room for a dozen connections or so
 			local proc = H.exec("ulimit -n 20 && exec " .. interpreter .. " '" .. dir .. "/server.lua' '" .. P .. "'")
-			local port
-			for _ = 1, 200 do
-				port = proc.output():match("listening on (%d+)")
-				if port then break end
-				tls.sleep(0.05)
-			end
-			assert.truthy(port, proc.output())
-			port = tonumber(port)
+			local port = listening_port(proc, "listening on (%d+)")
 			local raw = {}
 			for i = 1, 30 do raw[i] = assert(H.core.tcp_connect("127.0.0.1", port)) end
 			for _ = 1, 200 do

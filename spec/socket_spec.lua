@@ -37,16 +37,6 @@ local function connected_pair()
 	return c, s, lsock, addr, cport
 end
 
--- How many file descriptors this process has open.
-local function open_fds()
-	local f = assert(io.open("/proc/self/stat", "rb"))
-	local pid = f:read("*l"):match("^(%d+)")
-	f:close()
-	local p = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
-	local n = tonumber(p:read("*a"):match("%d+"))
-	p:close()
-	return n
-end
 
 describe("luatls.Socket", function()
 	it("closes with a FIN, not a reset, when the peer's bytes were never read", function()
@@ -157,11 +147,11 @@ describe("luatls.Socket", function()
 		assert.matches("would block", msg, 1, true)
 		-- an empty backlog leaves no half-made socket behind: the
 		-- listener still accepts, and closes cleanly
-		local before = open_fds()
+		local before = H.open_fds()
 		for _ = 1, 50 do assert.is_nil((lsock:accept())) end
 		collectgarbage()
 		collectgarbage()
-		assert.equal(before, open_fds())
+		assert.equal(before, H.open_fds())
 		x, msg, code = s:recv()
 		assert.is_nil(x)
 		assert.equal("wantread", code)
@@ -235,7 +225,7 @@ describe("luatls.Socket", function()
 
 	it("is collected without close, and gives its file descriptor back", function()
 		collectgarbage("collect")
-		local before = open_fds()
+		local before = H.open_fds()
 		for _ = 1, 200 do
 			local lsock = core.tcp_listen("127.0.0.1", 0)
 			local _, port = lsock:local_address()
@@ -243,7 +233,7 @@ describe("luatls.Socket", function()
 		end
 		collectgarbage("collect")
 		collectgarbage("collect")
-		assert.is_true(open_fds() <= before + 2)
+		assert.is_true(H.open_fds() <= before + 2)
 	end)
 
 	it("has __close and __gc metamethods", function()
