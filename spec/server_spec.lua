@@ -204,6 +204,43 @@ describe("a luatls server", function()
 		assert.equal("answer: late!\n", proc.output())
 	end)
 
+	it("closes a handshake still in progress when the grace period after tls.stop() ends", function()
+		local P = H.pki()
+		collectgarbage()
+		collectgarbage()
+		local before = H.open_fds()
+		local c, srv
+		local served = false
+		H.run(function()
+			local opts = pair(P)
+			opts.handshake_timeout = 30
+			srv = assert(tls.listen(opts, function() served = true end))
+			local _, port = srv:address()
+			c = assert(H.core.tcp_connect("127.0.0.1", port)) -- and says nothing
+			for _ = 1, 200 do
+				if srv.accepted > 0 then break end
+				tls.sleep(0.025)
+			end
+			tls.stop(0.2) -- this coroutine ends with the grace period too
+			tls.sleep(30)
+		end)
+		assert.equal(1, srv.accepted)
+		assert.is_false(served)
+		-- the client sees its connection end
+		local data, k
+		for _ = 1, 100 do
+			data, _, k = c:recv()
+			if data or k ~= "wantread" then break end
+			H.sh("sleep 0.05")
+		end
+		c:close()
+		assert.is_nil(data)
+		assert.equal("closed", k)
+		collectgarbage()
+		collectgarbage()
+		assert.equal(before, H.open_fds())
+	end)
+
 	it("runs on_handshake_error in a coroutine, where it may wait", function()
 		local P = H.pki()
 		local seen = H.run(function()
