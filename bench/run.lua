@@ -720,6 +720,20 @@ local function main()
 			if value then print(("ratio %s luatls/%s %.3f"):format(metric, peer, value)) end
 		end
 	end
+	-- the pairs behind the handshake ratios against the C server, sorted:
+	-- one window each, so the reader sees how far a median of a few moves
+	for _, spec in ipairs { { "handshake-ecdsa", "hs-ecdsa-ab" }, { "handshake-rsa", "hs-rsa-ab" },
+			{ "resumed", "resumed-ab" } } do
+		local list = {}
+		for _, v in pairs(pair_ratios[spec[2]] and pair_ratios[spec[2]]["luatls/baseline"] or {}) do
+			list[#list + 1] = v
+		end
+		table.sort(list)
+		if #list > 0 then
+			for i, v in ipairs(list) do list[i] = ("%.3f"):format(v) end
+			print(("pairs %s luatls/baseline %s"):format(spec[1], table.concat(list, " ")))
+		end
+	end
 	-- not peers: what the Lua layer alone costs (against the same C server
 	-- over the same transport), and the same server under LuaJIT
 	for _, spec in ipairs {
