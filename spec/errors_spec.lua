@@ -421,6 +421,38 @@ describe("misuse", function()
 		assert.matches("'port'", err, 1, true)
 	end)
 
+	it("raises for a negative or NaN timeout of connect and listen, naming the option, before any socket", function()
+		local before = H.open_fds()
+		for _, v in ipairs { -1, 0 / 0 } do
+			for _, k in ipairs { "timeout", "handshake_timeout", "connect_timeout" } do
+				local err = H.error_of(tls.connect, { host = "127.0.0.1", port = 443, [k] = v })
+				assert.matches("option '" .. k .. "' must be a non%-negative number of seconds", err)
+			end
+			for _, k in ipairs { "timeout", "handshake_timeout", "grace" } do
+				local err = H.error_of(tls.listen, { port = 0, certificate = P .. "server-chain.pem",
+					key = P .. "server.key", [k] = v }, function() end)
+				assert.matches("option '" .. k .. "' must be a non%-negative number of seconds", err)
+			end
+		end
+		assert.matches("must be a non%-negative number of seconds, got string",
+			H.error_of(tls.listen, { port = 0, timeout = "5" }, function() end))
+		assert.matches("non%-negative", H.error_of(tls.stop, 0 / 0))
+		assert.equal(before, H.open_fds()) -- no listening socket made on the way
+		loop.reset()
+	end)
+
+	it("raises for a negative or NaN settimeout", function()
+		local errs = H.run(function()
+			local port = tls_server()
+			local conn = assert(connect(port))
+			local e = { H.error_of(conn.settimeout, conn, -1), H.error_of(conn.settimeout, conn, 0 / 0) }
+			assert.is_true(conn:settimeout(nil))
+			conn:close()
+			return e
+		end)
+		for _, err in ipairs(errs) do assert.matches("non%-negative number or nil expected", err) end
+	end)
+
 	it("raises when connect runs outside a coroutine, saying it must run inside one", function()
 		local lsock = assert(core.tcp_listen("127.0.0.1", 0))
 		local _, port = lsock:local_address()

@@ -52,6 +52,17 @@ local function check_type(name, opts, key, want)
 	end
 end
 
+-- A duration option: seconds, a number that is not negative (nor NaN,
+-- which would make every wait end at once or never).
+local function check_seconds(name, opts, key)
+	local v = opts[key]
+	if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+		error("bad argument #1 to '" .. name .. "' (option '" .. key ..
+			"' must be a non-negative number of seconds, got " ..
+			(type(v) == "number" and tostring(v) or type(v)) .. ")", 3)
+	end
+end
+
 -- Reads a PEM/DER value given inline or as a file path.
 local function data_of(value, what)
 	if value:find("-----BEGIN", 1, true) then return value end
@@ -216,7 +227,7 @@ function M.connect(opts)
 		error("bad argument #1 to 'connect' (option 'port' must be a port number)", 2)
 	end
 	for _, k in ipairs { "timeout", "handshake_timeout", "connect_timeout" } do
-		check_type("connect", opts, k, "number")
+		check_seconds("connect", opts, k)
 	end
 	for _, k in ipairs { "verify", "verify_hostname" } do check_type("connect", opts, k, "boolean") end
 	check_type("connect", opts, "address", "string")
@@ -426,7 +437,8 @@ function M.listen(opts, handler)
 	end
 	check_type("listen", opts, "host", "string")
 	resumption.check_listen(opts, 2)
-	for _, k in ipairs { "timeout", "handshake_timeout", "backlog", "grace" } do check_type("listen", opts, k, "number") end
+	check_type("listen", opts, "backlog", "number")
+	for _, k in ipairs { "timeout", "handshake_timeout", "grace" } do check_seconds("listen", opts, k) end
 	for _, k in ipairs { "on_error", "on_handshake_error" } do check_type("listen", opts, k, "function") end
 
 	local s = sched()
@@ -621,10 +633,9 @@ function M.run() return sched():run() end
 -- Stops gracefully: listeners stop accepting, open connections get
 -- grace seconds (default 5) to finish, then run() returns.
 function M.stop(grace)
-	if grace ~= nil and (type(grace) ~= "number" or grace < 0) then
+	if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0)) then -- NaN too
 		error("bad argument #1 to 'stop' (non-negative number expected)", 2)
 	end
-	local s = sched()
 	return stop(sched(), grace)
 end
 

@@ -324,7 +324,7 @@ end
 -- Sets the per-operation timeout in seconds (nil: wait as long as it takes).
 function Stream:settimeout(seconds)
 	check(self, "settimeout")
-	if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
+	if seconds ~= nil and (type(seconds) ~= "number" or not (seconds >= 0)) then -- NaN too
 		error("bad argument #1 to 'settimeout' (non-negative number or nil expected)", 2)
 	end
 	self.timeout = seconds
