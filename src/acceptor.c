@@ -321,10 +321,12 @@ static int start_rec(lua_State *L)
 /* acc:accept() -> n [, message]: accepts the connections waiting on the
  * listening socket (at most ACCEPT_BATCH) and starts their handshakes;
  * n of them are now the acceptor's. A connection whose session cannot be
- * made is closed, and the message says which and why (the first such). nil, message, code when
- * accept itself fails (out of descriptors, say): the socket is left
- * unwatched, and the next accept() tries again. Cheap when nothing
- * waits: it looks only after the socket was reported readable. */
+ * made is closed, and the message says which and why (the first such).
+ * nil, message, code when accept itself fails (out of descriptors, say):
+ * the socket is left unwatched, and the next accept() tries again. Cheap
+ * when nothing waits: it looks only after the socket was reported
+ * readable. Connections whose handshake ended at its first attempt are
+ * not reported: the owner calls take() after accept(). */
 static int acceptor_accept(lua_State *L)
 {
 	Acceptor *a = check_acceptor(L, 1);
