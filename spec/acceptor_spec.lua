@@ -187,6 +187,20 @@ describe("luatls.Acceptor", function()
 		close_all(got[1], c1, acc, lp)
 	end)
 
+	it("refuses to accept on a listening socket closed before it was stopped", function()
+		local lp, lsock, acc, port = setup()
+		local c = raw_client(lp, port)
+		-- the loop reports the connection waiting; nobody accepts it yet
+		local fired = {}
+		for _ = 1, 100 do
+			if lp:step(0.05, fired) > 0 then break end
+		end
+		assert.equal(1, fired[1])
+		lsock:close()
+		assert.matches("listening socket was closed before the acceptor was stopped", H.error_of(acc.accept, acc))
+		close_all(nil, c, acc, lp)
+	end)
+
 	it("closes the connections it still has on close(), once, and refuses use after", function()
 		collectgarbage()
 		collectgarbage()

@@ -338,6 +338,11 @@ static int acceptor_accept(lua_State *L)
 	}
 	lua_settop(L, 1);
 	lua_getuservalue(L, 1); /* 2: refs */
+	lua_getfield(L, 2, "socket");
+	if (luatls_socket_fd(L, 3) != a->lfd) /* its number may be another's now */
+		return luaL_error(L, "accept: the listening socket was closed "
+				  "before the acceptor was stopped");
+	lua_pop(L, 1);
 	while (n + failures < ACCEPT_BATCH) {
 		struct sockaddr_storage sa;
 		Rec *r;

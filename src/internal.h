@@ -155,12 +155,14 @@ int luatls_session_new(lua_State *L);
 
 /* Sockets (socket.c): accept on a listening descriptor (-1 and errno, which
  * is EAGAIN when none waits), "address:port" of a peer, a new Socket whose
- * descriptor the caller sets, the descriptor of a listening Socket. */
+ * descriptor the caller sets, the descriptor of a listening Socket, that
+ * of any Socket (-1: closed). */
 struct sockaddr_storage;
 int luatls_accept_fd(int lfd, struct sockaddr_storage *sa);
 void luatls_push_peer(lua_State *L, const struct sockaddr_storage *sa);
 int *luatls_new_socket(lua_State *L);
 int luatls_check_listening(lua_State *L, int i);
+int luatls_socket_fd(lua_State *L, int i);
 
 /* The loop (loop.c), for the acceptor: a reference to the loop of the Loop
  * at arg i, given back with unref; its libev loop; an id reported by the

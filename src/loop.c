@@ -215,18 +215,25 @@ static int loop_new(lua_State *L)
 	return 1;
 }
 
-static Watcher *new_watcher(lua_State *L, LoopCore *lc, int kind)
+/* A new stopped watcher of the given kind and id, pushed: [-0, +1] */
+static Watcher *push_watcher(lua_State *L, LoopCore *lc, int kind,
+			     lua_Integer id)
 {
-	lua_Integer id = luaL_checkinteger(L, 2);
-	Watcher *wa;
-	if (id <= 0)
-		luaL_argerror(L, 2, "watcher ids are positive integers");
-	wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
+	Watcher *wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
 	wa->kind = kind;
 	wa->id = id;
 	wa->lc = lc;
 	lc->refs++;
 	return wa;
+}
+
+/* The same with the id at arg 2 (the constructors' loop:KIND(id, ...)) */
+static Watcher *new_watcher(lua_State *L, LoopCore *lc, int kind)
+{
+	lua_Integer id = luaL_checkinteger(L, 2);
+	if (id <= 0)
+		luaL_argerror(L, 2, "watcher ids are positive integers");
+	return push_watcher(L, lc, kind, id);
 }
 
 static int io_events(lua_State *L, int i)
@@ -279,15 +286,9 @@ void luatls_loop_ready(void *lc, lua_Integer id)
 	mark_ready((LoopCore *)lc, id);
 }
 
-void luatls_loop_push_io(lua_State *L, void *p, lua_Integer id, int fd)
+void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd)
 {
-	LoopCore *lc = (LoopCore *)p;
-	Watcher *wa = (Watcher *)luatls_newobject(L, sizeof *wa, WATCHER_MT);
-	wa->kind = W_IO;
-	wa->id = id;
-	wa->lc = lc;
-	lc->refs++;
-	init_io(wa, fd, EV_READ);
+	init_io(push_watcher(L, (LoopCore *)lc, W_IO, id), fd, EV_READ);
 }
 
 /* loop:timer(id) -> Watcher (stopped); start it with w:start(seconds) */

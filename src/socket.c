@@ -266,6 +266,12 @@ int *luatls_new_socket(lua_State *L)
 	return &new_socket(L)->fd;
 }
 
+/* The descriptor of the Socket at arg i, -1 once it is closed. */
+int luatls_socket_fd(lua_State *L, int i)
+{
+	return ((Socket *)luatls_checkudata(L, i, SOCKET_MT))->fd;
+}
+
 /* The descriptor of the listening Socket at arg i (raises otherwise). */
 int luatls_check_listening(lua_State *L, int i)
 {

@@ -320,7 +320,7 @@ end
 -- Once closed and with no handshake left in it, the acceptor goes.
 function Server:release_acceptor()
 	self.sched:unregister(self.rec.id)
-	self.sched.live = self.sched.live - self.acc:close()
+	self.sched:release(self.acc:close())
 end
 
 Server.__tostring = function(self)
@@ -521,7 +521,7 @@ function M.listen(opts, handler)
 		if n then
 			if n > 0 then
 				server.accepted = server.accepted + n
-				s.live = s.live + n -- each holds run() until its handshake is over
+				s:hold(n) -- each holds run() until its handshake is over
 			end
 			-- a connection whose session could not be made (it is closed)
 			if err then on_error(err) end
@@ -577,7 +577,7 @@ function stop(s, grace)
 				if type(v) == "number" then k:abort() else v:close() end
 			end
 			-- and those the acceptor still has
-			s.live = s.live - server.acc:close()
+			s:release(server.acc:close())
 		end
 	end)
 	return s:stop(grace)

@@ -223,12 +223,13 @@ end
 
 -- Work in progress that is no coroutine (a watch) keeps run() going
 -- like a live coroutine does: hold() when it starts, release() when done.
-function Scheduler:hold()
-	self.live = self.live + 1
+-- n (default 1) pieces of such work at once: an acceptor's connections.
+function Scheduler:hold(n)
+	self.live = self.live + (n or 1)
 end
 
-function Scheduler:release()
-	self.live = self.live - 1
+function Scheduler:release(n)
+	self.live = self.live - (n or 1)
 end
 
 -- Suspends co until resumed with a reason; arms the deadline if any.
