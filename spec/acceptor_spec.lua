@@ -148,6 +148,39 @@ describe("luatls.Acceptor", function()
 		close_all(got[1], c, acc, lsock, lp)
 	end)
 
+
+	-- libev leaves a descriptor registered with epoll after its watcher
+	-- stops; a connection that gets the number of one just closed must have
+	-- it registered anew, or its watcher would never fire. The acceptor
+	-- lets libev keep a registration only for a descriptor it watched.
+	it("hands over a watcher that fires on a descriptor number the last connection used", function()
+		local lp, lsock, acc, port = setup(5, false)
+		local ca = raw_client(lp, port)
+		local a = take(lp, acc, 1, 5)[1]
+		a.w:start()
+		lp:step(0, {}) -- registered with the backend
+		local cb = raw_client(lp, port) -- waits in the backlog: no accept() yet
+		assert(step_until(lp, function()
+			local got = {}
+			for i = 1, lp:step(0.05, got) do if got[i] == 1 then return true end end
+		end, 5)) -- the acceptor says so
+		a.w:close()
+		a.sock:close(a.sess:close())
+		-- no turn of the loop from here until b's watcher is started
+		assert.equal(1, acc:accept())
+		local b = {}
+		b.sess, b.sock, b.w, b.fd = acc:take(7)
+		assert.equal(a.fd, b.fd) -- the number used again
+		b.w:start()
+		assert(cb:send("x"))
+		local fired = step_until(lp, function()
+			local got = {}
+			for i = 1, lp:step(0.05, got) do if got[i] == 7 then return true end end
+		end, 5)
+		assert.is_true(fired)
+		b.w:close()
+		close_all(b, ca, cb, acc, lsock, lp)
+	end)
 	it("closes the connection whose session cannot be made, says which and why, and goes on", function()
 		local opts = { bogus = true }
 		local lp, lsock, acc, port = setup(5, true, opts)

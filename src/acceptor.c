@@ -41,6 +41,7 @@ typedef struct Rec {
 	void *ss;    /* the Session, if it could be driven */
 	int fd;
 	int timed_out;
+	int watched; /* io was started on fd: libev knows fd (see take) */
 	double deadline; /* loop time */
 	struct sockaddr_storage sa;
 } Rec;
@@ -116,7 +117,7 @@ static void rec_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			int ev = more == 2 ? EV_WRITE : EV_READ;
 			if ((w->events & (EV_READ | EV_WRITE)) != ev) {
 				ev_io_stop(loop, w);
-				ev_io_set(w, w->fd, ev);
+				ev_io_modify(w, ev); /* the same descriptor */
 				ev_io_start(loop, w);
 			}
 			return;
@@ -306,6 +307,7 @@ static int start_rec(lua_State *L)
 			struct ev_loop *loop = luatls_loop_ev(a->lc);
 			ev_io_set(&r->io, r->fd, more == 2 ? EV_WRITE : EV_READ);
 			ev_io_start(loop, &r->io);
+			r->watched = 1;
 			ev_timer_set(&r->timer, a->seconds, 0.);
 			ev_timer_start(loop, &r->timer);
 			list_push(&a->running, r);
@@ -425,7 +427,7 @@ static int acceptor_take(lua_State *L)
 	lua_rawget(L, 3);
 	/* what may raise (memory) first, while r still holds everything */
 	sfd = luatls_new_socket(L);
-	luatls_loop_push_io(L, a->lc, id, r->fd);
+	luatls_loop_push_io(L, a->lc, id, r->fd, r->watched);
 	lua_pushinteger(L, r->fd);
 	luatls_push_peer(L, &r->sa);
 	lua_pushboolean(L, !r->timed_out && r->ss != NULL &&

@@ -166,14 +166,17 @@ int luatls_socket_fd(lua_State *L, int i);
 
 /* The loop (loop.c), for the acceptor: a reference to the loop of the Loop
  * at arg i, given back with unref; its libev loop; an id reported by the
- * next loop:step(); a new io Watcher for fd (stopped, reading): [-0, +1].
- * check_time: a number argument that is not NaN. */
+ * next loop:step(); a new io Watcher for fd (stopped, reading): [-0, +1],
+ * known when an io watcher of the loop has been started on fd and fd has
+ * stayed open since (libev then keeps its registration of fd, which a
+ * descriptor number used again would need made anew). check_time: a number argument that is not NaN. */
 struct ev_loop;
 void *luatls_loop_ref(lua_State *L, int i);
 void luatls_loop_unref(void *lc);
 struct ev_loop *luatls_loop_ev(void *lc);
 void luatls_loop_ready(void *lc, lua_Integer id);
-void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd);
+void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd,
+			 int known);
 double luatls_check_time(lua_State *L, int i);
 
 struct ev_loop *luatls_host_loop(lua_State *L);

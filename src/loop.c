@@ -85,7 +85,7 @@ static void io_retarget(struct ev_loop *loop, ev_io *w, int events)
 	if (IO_EVENTS(w) == events)
 		return;
 	ev_io_stop(loop, w);
-	ev_io_set(w, w->fd, events);
+	ev_io_modify(w, events);
 	if (active)
 		ev_io_start(loop, w);
 }
@@ -286,9 +286,17 @@ void luatls_loop_ready(void *lc, lua_Integer id)
 	mark_ready((LoopCore *)lc, id);
 }
 
-void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd)
+void luatls_loop_push_io(lua_State *L, void *lc, lua_Integer id, int fd,
+			 int known)
 {
-	init_io(push_watcher(L, (LoopCore *)lc, W_IO, id), fd, EV_READ);
+	Watcher *wa = push_watcher(L, (LoopCore *)lc, W_IO, id);
+	init_io(wa, fd, EV_READ);
+	/* ev_io_init marks the watcher's fd as possibly new, which makes
+	 * libev register it with the backend again on start (with epoll, an
+	 * EPOLL_CTL_ADD that fails with EEXIST, one per connection); libev
+	 * has no public way to say the fd is the one it knows */
+	if (known)
+		wa->w.io.events &= ~EV__IOFDSET;
 }
 
 /* loop:timer(id) -> Watcher (stopped); start it with w:start(seconds) */
@@ -464,12 +472,18 @@ static int watcher_stop(lua_State *L)
 static int watcher_set(lua_State *L)
 {
 	Watcher *wa = check_watcher(L, 1);
-	int fd = lua_isnil(L, 2) ? wa->w.io.fd : (int)luaL_checkinteger(L, 2);
+	int same = lua_isnil(L, 2);
+	int fd = same ? wa->w.io.fd : (int)luaL_checkinteger(L, 2);
 	int ev = io_events(L, 3);
 	if (wa->kind != W_IO)
 		return luaL_error(L, "set: not an io watcher");
 	watcher_stop_(wa);
-	ev_io_set(&wa->w.io, fd, ev);
+	/* a descriptor given may be a number used again: libev then makes
+	 * its registration anew; the same one keeps it */
+	if (same)
+		ev_io_modify(&wa->w.io, ev);
+	else
+		ev_io_set(&wa->w.io, fd, ev);
 	return 0;
 }
 
