@@ -149,6 +149,41 @@ describe("luatls.Acceptor", function()
 	end)
 
 
+	-- The owner takes the handshakes that are over before it accepts new
+	-- connections (see listen): a take() is the owner's answer to a report
+	-- as much as an accept() is, so the next handshake to end is reported.
+	it("reports again once the owner has taken, before any accept()", function()
+		local lp, lsock, acc, port = setup(0.5)
+		local client = H.exec("(printf 'ping\\n'; sleep 2) | gnutls-cli --x509cafile=" .. P .. "ca.pem -p " ..
+			port .. " localhost")
+		-- connected, and says nothing: its handshake times out (no turn
+		-- of the loop yet, which would see the acceptor's report)
+		local silent = assert(core.tcp_connect("127.0.0.1", port))
+		-- steps until the acceptor reports (its id fires), at most 5 s
+		local function reported()
+			local got, deadline = {}, lp:now() + 5
+			while lp:now() < deadline do
+				for i = 1, lp:step(0.02, got) do if got[i] == 1 then return true end end
+			end
+			return false
+		end
+		local first
+		while not first and reported() do -- as listen does: take, then accept
+			first = acc:take(101)
+			if not first then assert(acc:accept()) end
+		end
+		assert(first, client.output())
+		assert.equal(1, acc:pending()) -- the silent one, in its handshake
+		-- no accept() from here: the timeout is reported all the same
+		assert.is_true(reported())
+		local sess, sock, w, _, _, ok, timed_out = acc:take(102)
+		assert.is_false(ok)
+		assert.is_true(timed_out)
+		w:close()
+		sock:close(sess:close())
+		close_all(nil, silent, acc, lsock, lp)
+	end)
+
 	-- libev leaves a descriptor registered with epoll after its watcher
 	-- stops; a connection that gets the number of one just closed must have
 	-- it registered anew, or its watcher would never fire. The acceptor

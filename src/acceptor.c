@@ -8,8 +8,11 @@
  * handler, instead of at each accept and each step of the handshake.
  *
  * The acceptor reports its id to loop:step() when the listening socket
- * is readable or a handshake has ended: its owner then calls accept(),
- * then take() until it returns nothing. */
+ * is readable or a handshake has ended: its owner then calls take() until
+ * it returns nothing, accept(), and take() again. The handshakes that are
+ * over go first: their clients wait for an answer and their state is
+ * still in the cache, while each new connection's first attempt signs
+ * (with RSA, 1.3 ms). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +55,7 @@ struct Acceptor {
 	int lfd; /* the listening descriptor, -1 once stopped */
 	int drive; /* drive handshakes (else every connection goes to Lua) */
 	int listen_ready; /* the listening socket was readable */
-	int marked;       /* the id is reported, accept() not called since */
+	int marked;       /* the id is reported, and the owner has not come */
 	double seconds;
 	ev_io listen;
 	Rec running, over; /* the two lists' heads */
@@ -419,6 +422,7 @@ static int acceptor_take(lua_State *L)
 	Rec *r = a->over.next;
 	int *sfd;
 	luaL_argcheck(L, id > 0, 2, "watcher ids are positive integers");
+	a->marked = 0;
 	if (r == &a->over)
 		return 0;
 	lua_settop(L, 2);

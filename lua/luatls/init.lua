@@ -514,27 +514,8 @@ function M.listen(opts, handler)
 	local acc = core.acceptor(s.ev, rec.id, lsock, ctx, server.sess_opts,
 		opts.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT, not in_coroutine)
 	server.acc = acc
-	-- called back when connections wait or handshakes are over: accept()
-	-- first, then take() until nothing is left (see acceptor.c)
-	local function on_acceptor()
-		local n, err, code = acc:accept()
-		if n then
-			if n > 0 then
-				server.accepted = server.accepted + n
-				s:hold(n) -- each holds run() until its handshake is over
-			end
-			-- a connection whose session could not be made (it is closed)
-			if err then on_error(err) end
-		elseif not server.backing_off then
-			-- out of file descriptors and the like: back off, keep serving
-			io.stderr:write("luatls: accept failed: ", tostring(err), " (", tostring(code), ")\n")
-			server.backing_off = true
-			s:spawn(function()
-				s:sleep(0.1)
-				server.backing_off = false
-				if not server.closed then rec.fn() end
-			end)
-		end
+	-- the connections whose handshakes are over, to their handlers
+	local function take_over()
 		while true do
 			local id = s.next_id + 1
 			local sess, sock, w, fd, peer, ok, timed_out, deadline = acc:take(id)
@@ -555,6 +536,34 @@ function M.listen(opts, handler)
 				server.step(conn, timed_out, ok)
 			end
 		end
+	end
+	-- called back when connections wait or handshakes are over. Those
+	-- over come first: their clients wait for an answer, and their state
+	-- is still in the cache, while the new connections' first attempts
+	-- (each signs) can take a while (measured in bench/RESULTS.md). Then
+	-- accept(), then take() those whose handshake ended at their first
+	-- attempt (see acceptor.c).
+	local function on_acceptor()
+		take_over()
+		local n, err, code = acc:accept()
+		if n then
+			if n > 0 then
+				server.accepted = server.accepted + n
+				s:hold(n) -- each holds run() until its handshake is over
+			end
+			-- a connection whose session could not be made (it is closed)
+			if err then on_error(err) end
+		elseif not server.backing_off then
+			-- out of file descriptors and the like: back off, keep serving
+			io.stderr:write("luatls: accept failed: ", tostring(err), " (", tostring(code), ")\n")
+			server.backing_off = true
+			s:spawn(function()
+				s:sleep(0.1)
+				server.backing_off = false
+				if not server.closed then rec.fn() end
+			end)
+		end
+		take_over()
 		if server.closed and acc:pending() == 0 then server:release_acceptor() end
 	end
 	rec.fn = on_acceptor
