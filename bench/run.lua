@@ -16,7 +16,7 @@ local C = QUICK and {
 	idle = { 1000 }, idle_rounds = 1, budget = 150,
 } or {
 	rounds = 5, warm = 0.5, secs = 3.0, ab_secs = 2.0, ttfb_n = 1000, bulk = 512 << 20,
-	idle = { 1000, 10000 }, idle_rounds = 3, budget = 16 * 60,
+	idle = { 1000, 10000 }, idle_rounds = 3, budget = 18 * 60,
 }
 local CONCURRENCY = 100
 
@@ -334,15 +334,15 @@ end
 -- the core with all the others sees a seventh of the load and a context
 -- switch every few events, which is not how a server runs (RESULTS.md,
 -- fifth round): a pair keeps each at half the load generator's clients.
--- pair_ratios[row]["subject/peer"][round] = the subject's figure over the
--- peer's, both from the same window.
+-- pair_ratios[row]["subject/peer"] = the subject's figures over the
+-- peer's, each pair's from one window.
 local pair_ratios = {}
-local function pair_ratio(key, subject, peer, r, value)
+local function pair_ratio(key, subject, peer, value)
 	local pr = pair_ratios[key] or {}
 	pair_ratios[key] = pr
 	local k = subject .. "/" .. peer
 	pr[k] = pr[k] or {}
-	pr[k][r] = value
+	pr[k][#pr[k] + 1] = value
 end
 
 local function ab(r, mode, certname)
@@ -354,6 +354,10 @@ local function ab(r, mode, certname)
 	end
 	if available["baseline+transport"] then runs[#runs + 1] = { "luatls", "baseline+transport" } end
 	if available["luatls-luajit"] and certname == "ecdsa" then runs[#runs + 1] = { "luatls-luajit", "baseline" } end
+	-- the ratio the targets are about gets a second pair, at the other end
+	-- of the round: a median of ten pairs moves half as far as one of five
+	-- (the `pairs` lines show how far five spread)
+	runs[#runs + 1] = { "luatls", "baseline" }
 	local secs = C.ab_secs
 	-- an RSA handshake costs the server ~8 times an ECDSA one: a short
 	-- window holds a few dozen per server, and the ones cut by its edges
@@ -394,7 +398,7 @@ local function ab(r, mode, certname)
 					note("%s %s A/B: no result (%s)", srv.name, mode, (out:gsub("%s+$", "")))
 				end
 			end
-			if got[subject] and got[peer] then pair_ratio(key, subject, peer, r, got[subject] / got[peer]) end
+			if got[subject] and got[peer] then pair_ratio(key, subject, peer, got[subject] / got[peer]) end
 		end
 		if b then stop(b) end
 	end
@@ -440,7 +444,7 @@ local function sequential(r)
 				end
 			end
 			if not out:find("target=", 1, true) then note("ttfb: failed: %s", (out:gsub("%s+$", ""))) end
-			if got.luatls and got[peer.name] then pair_ratio("ttfb", "luatls", peer.name, r, got.luatls / got[peer.name]) end
+			if got.luatls and got[peer.name] then pair_ratio("ttfb", "luatls", peer.name, got.luatls / got[peer.name]) end
 		end
 	end
 	for _, cipher in ipairs { "aes128gcm", "chacha20" } do
