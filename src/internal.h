@@ -169,7 +169,8 @@ int luatls_socket_fd(lua_State *L, int i);
  * next loop:step(); a new io Watcher for fd (stopped, reading): [-0, +1],
  * known when an io watcher of the loop has been started on fd and fd has
  * stayed open since (libev then keeps its registration of fd, which a
- * descriptor number used again would need made anew). check_time: a number argument that is not NaN. */
+ * descriptor number used again would need made anew). check_time: a
+ * number argument that is not NaN. */
 struct ev_loop;
 void *luatls_loop_ref(lua_State *L, int i);
 void luatls_loop_unref(void *lc);
