@@ -18,6 +18,10 @@ local OK = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
 assert(tls.listen({ host = "127.0.0.1", port = port, certificate = cert, key = key,
                     policy = policy, backlog = 1024 }, function(conn)
 	local sess, sched = conn:session(), conn.sched
+	-- waits for what the last attempt asked for; false: closed or timed out
+	local function wait(code)
+		return sched:wait_io(conn, code == "wantwrite" and "w" or "r")
+	end
 	local buf = ""
 	while true do
 		local data, _, code = sess:recv()
@@ -32,14 +36,14 @@ assert(tls.listen({ host = "127.0.0.1", port = port, certificate = cert, key = k
 					if n then
 						sent = sent + n
 					elseif scode == "wantwrite" or scode == "wantread" then
-						if not sched:wait_io(conn, scode == "wantwrite" and "w" or "r") then return end
+						if not wait(scode) then return end
 					else
 						return
 					end
 				end
 			end
 		elseif code == "wantread" or code == "wantwrite" then
-			if not sched:wait_io(conn, code == "wantwrite" and "w" or "r") then return end
+			if not wait(code) then return end
 		else
 			return
 		end
